@@ -39,7 +39,9 @@ let package = Package(
         .target(name: "DwellClient", dependencies: ["CHTTPParser", "CDwellShim"]),
         .executableTarget(
             name: "dwell",
-            dependencies: ["DwellCore", "DwellEventLoop", "DwellWorker", "DwellSupervisor", "DwellClient"]
+            dependencies: [
+                "CDwellShim", "DwellCore", "DwellEventLoop", "DwellWorker", "DwellSupervisor", "DwellClient",
+            ]
         ),
         .testTarget(name: "DwellCoreTests", dependencies: ["DwellCore"]),
         .testTarget(name: "DwellHTTPTests", dependencies: ["DwellHTTP", "DwellEventLoop"]),

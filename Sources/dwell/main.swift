@@ -1,1 +1,12 @@
-print("dwell")
+import Glibc
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let status: Int32
+do {
+    status = try runCommand(arguments)
+} catch {
+    let message = "error: \(error.message)\nTry 'dwell --help' for more information.\n"
+    fputs(message, stderr)
+    status = 2
+}
+exit(status)

@@ -2,6 +2,7 @@
 #define DWELL_SHIM_H
 
 #include <stddef.h>
+#include <getopt.h>
 #include <sys/types.h>
 
 // Opens a non-blocking, close-on-exec TCP socket bound to host:port and listening.

@@ -1,0 +1,207 @@
+import DwellCore
+import DwellEventLoop
+import DwellHTTP
+import DwellRedis
+
+/// Holding polls: arrival, backlog reads, wakeups, timeouts and release.
+///
+/// The order closes the lost-wakeup gap: a poll is registered in the channel
+/// index and its subscriptions are confirmed before its backlog is read, so a
+/// message published at any moment is found by the read, by pub/sub, or by both
+/// (and then deduplicated by id).
+extension Worker {
+    func startPoll(_ request: HTTPRequest, on connection: HTTPConnection) throws(RequestError) {
+        let parameters = try PollParameters(
+            query: QueryString(request.query), lastEventIDHeader: request.header("last-event-id"))
+        guard !isDraining else {
+            throw .unavailable("this worker is draining; poll again")
+        }
+        guard commands.isConnected, subscriber.isConnected else {
+            throw .unavailable("Redis is unreachable; poll again shortly")
+        }
+
+        let poll = HeldPoll(connection: connection, parameters: parameters)
+        connection.context = poll
+        polls.insert(poll, channels: poll.channels)
+        for channel in poll.channels {
+            idleChannels.removeValue(forKey: channel)
+            subscriber.subscribe(Array(RedisKeys.notifications(channel).utf8))
+        }
+        deadlines.schedule(poll, token: poll.timerToken, at: holdDeadline())
+
+        if areSubscriptionsConfirmed(poll) {
+            readBacklog(poll)
+        }
+        Log.debug("poll.held", ["channels": poll.channels.joined(separator: ","), "cursor": poll.cursor ?? 0])
+    }
+
+    /// A deadline up to `holdJitterFraction` before the hold timeout, never after it.
+    private func holdDeadline() -> UInt64 {
+        let hold = configuration.holdTimeoutMilliseconds
+        let jitter = UInt64(Double(hold) * configuration.holdJitterFraction * Double.random(in: 0..<1))
+        return loop.nowMilliseconds + hold - jitter
+    }
+
+    func areSubscriptionsConfirmed(_ poll: HeldPoll) -> Bool {
+        poll.channels.allSatisfy { subscriber.isConfirmed(Array(RedisKeys.notifications($0).utf8)) }
+    }
+
+    func readBacklog(_ poll: HeldPoll) {
+        poll.state = .readingBacklog
+        poll.readSequence &+= 1
+        let sequence = poll.readSequence
+
+        let keys = [RedisKeys.messageCounter] + poll.channels.map(RedisKeys.log)
+        let arguments = [poll.cursor.map(String.init) ?? "", String(poll.limit), "+inf"]
+        commands.evaluate(
+            StoreScripts.read, keys: keys.map { Array($0.utf8) }, arguments: arguments.map { Array($0.utf8) }
+        ) { [unowned self] result in
+            guard !poll.isReleased, poll.readSequence == sequence, poll.state == .readingBacklog else { return }
+            backlogArrived(poll, result: result)
+        }
+    }
+
+    private func backlogArrived(_ poll: HeldPoll, result: Result<RedisValue, RedisCommandError>) {
+        let page: BacklogPage
+        switch result {
+        case .success(let value):
+            guard let parsed = BacklogPage(value) else {
+                Log.error("poll.bad_backlog_reply", ["reply": value])
+                answerWithError(poll, status: 500, message: "unexpected reply from Redis")
+                return
+            }
+            page = parsed
+        case .failure(.server(let message)):
+            Log.error("poll.backlog_failed", ["error": message])
+            answerWithError(poll, status: 503, message: "Redis rejected the backlog read; poll again")
+            return
+        case .failure(let error):
+            // The reconnect handler reads the backlog again, so the poll stays held.
+            Log.debug("poll.backlog_deferred", ["error": error])
+            poll.state = .awaitingRedis
+            return
+        }
+
+        let cursor = poll.cursor ?? page.current
+        poll.cursor = cursor
+        let (messages, hasMore) = MessageMerge.answer(
+            backlog: page.messages, backlogHasMore: page.hasMore, early: poll.early, after: cursor,
+            limit: poll.limit)
+        poll.early = []
+
+        guard let last = messages.last else {
+            poll.state = .held
+            return
+        }
+        let body = JSONText.pollAnswer(
+            messages: messages.map(\.bytes), lastEventID: last.id, hasMore: hasMore || poll.earlyOverflowed)
+        answer(poll, body: SharedBytes(body), outcome: .message)
+    }
+
+    /// Wakes the polls on `channel` that a new message answers.
+    ///
+    /// Every poll answered here gets the same body bytes, encoded once.
+    func deliver(_ message: EncodedMessage, on channel: String) {
+        var body: SharedBytes?
+        for poll in polls.elements(on: channel) {
+            guard poll.state == .held else {
+                poll.keepEarly(message)
+                continue
+            }
+            if let cursor = poll.cursor, message.id <= cursor {
+                continue
+            }
+
+            if body == nil {
+                body = SharedBytes(JSONText.pollAnswer(messages: [message.bytes], lastEventID: message.id, hasMore: false))
+            }
+            answer(poll, body: body!, outcome: .message)
+            counters.deliveries += 1
+        }
+    }
+
+    func answer(_ poll: HeldPoll, body: SharedBytes, outcome: PollOutcome) {
+        let connection = poll.connection
+        release(poll, outcome: outcome)
+        respond(to: connection, status: 200, body: body, isPoll: true)
+    }
+
+    func answerWithError(_ poll: HeldPoll, status: Int, message: String) {
+        let connection = poll.connection
+        release(poll, outcome: .error)
+        respond(
+            to: connection, status: status, json: JSONText.error(message),
+            extraHeaders: status == 503 ? [("Retry-After", "1")] : [])
+    }
+
+    /// Answers a poll with no messages and its unchanged cursor; `reconnect`
+    /// tells the client that this worker is going away.
+    func answerWithTimeout(_ poll: HeldPoll, outcome: PollOutcome) {
+        guard let cursor = poll.cursor else {
+            answerWithError(poll, status: 503, message: "Redis did not answer in time; poll again")
+            return
+        }
+        let extra = outcome == .drain ? #","timeout":true,"reconnect":true"# : #","timeout":true"#
+        let body = JSONText.pollAnswer(messages: [], lastEventID: cursor, hasMore: false, extraFields: extra)
+        answer(poll, body: SharedBytes(body), outcome: outcome)
+    }
+
+    /// Drops every trace of a poll: index entry, timer and connection context.
+    func release(_ poll: HeldPoll, outcome: PollOutcome) {
+        guard !poll.isReleased else { return }
+        poll.isReleased = true
+        poll.timerToken &+= 1
+
+        let now = loop.nowMilliseconds
+        for channel in polls.remove(poll, channels: poll.channels) {
+            idleChannels[channel] = now
+        }
+        poll.connection.context = nil
+        counters.pollsAnswered[outcome, default: 0] += 1
+    }
+
+    func expireDeadlines() {
+        for entry in deadlines.expire(now: loop.nowMilliseconds) {
+            let poll = entry.element
+            guard !poll.isReleased, poll.timerToken == entry.token else { continue }
+            answerWithTimeout(poll, outcome: .timeout)
+        }
+    }
+
+    /// After a reconnect of the command connection, polls whose backlog read
+    /// failed read it again.
+    func commandsConnected() {
+        for poll in polls.allElements where poll.state == .awaitingRedis {
+            if areSubscriptionsConfirmed(poll) {
+                readBacklog(poll)
+            } else {
+                poll.state = .subscribing
+            }
+        }
+    }
+}
+
+/// The reply of the read script: the current counter, whether more messages
+/// exist past the limit, and the messages.
+struct BacklogPage {
+    let current: UInt64
+    let hasMore: Bool
+    let messages: [EncodedMessage]
+
+    init?(_ value: RedisValue) {
+        guard case .array(let items) = value, items.count >= 2,
+            case .integer(let current) = items[0], current >= 0,
+            case .integer(let more) = items[1]
+        else { return nil }
+
+        var messages: [EncodedMessage] = []
+        messages.reserveCapacity(items.count - 2)
+        for item in items.dropFirst(2) {
+            guard case .bulk(let bytes) = item, let message = EncodedMessage(encoded: bytes) else { return nil }
+            messages.append(message)
+        }
+        self.current = UInt64(current)
+        self.hasMore = more != 0
+        self.messages = messages
+    }
+}
