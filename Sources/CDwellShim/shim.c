@@ -101,3 +101,9 @@ int dwell_write_all(int fd, const void *buf, size_t len) {
 void dwell_ignore_sigpipe(void) {
     signal(SIGPIPE, SIG_IGN);
 }
+
+void dwell_unblock_all_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}

@@ -143,7 +143,11 @@ public final class Worker {
     private func sendHeartbeatToSupervisor() {
         guard let descriptor = configuration.livenessDescriptor else { return }
         var beat: UInt8 = 1
-        _ = write(descriptor, &beat, 1)
+        guard write(descriptor, &beat, 1) < 0, errno == EPIPE, !isDraining else { return }
+
+        // The supervisor is gone, so nothing would restart or stop this worker.
+        Log.error("worker.supervisor_lost", [:])
+        beginDrain(signal: 0)
     }
 
     private static func makeServerID(slot: Int) -> String {

@@ -1,4 +1,7 @@
+import CDwellShim
 import Glibc
+
+dwell_unblock_all_signals()
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let status: Int32

@@ -37,61 +37,113 @@ func freePort() throws -> Int {
 }
 
 /// A child process whose output goes to a log file, stopped by pid.
+///
+/// Started with posix_spawn rather than Foundation's Process: the test runner's
+/// threads block most signals, a child inherits that mask, and a child that
+/// cannot receive SIGTERM or SIGHUP would make the signal tests meaningless.
 final class ChildUnderTest {
-    let process = Process()
+    let pid: pid_t
     let logPath: String
     let name: String
+    private var exitStatus: Int32?
 
     init(name: String, executable: String, arguments: [String], environment: [String: String] = [:]) throws {
         self.name = name
         logPath = NSTemporaryDirectory() + "dwell-test-\(name)-\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = log
-        process.standardError = log
-        var variables = ProcessInfo.processInfo.environment
+
+        var variables = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DWELL_") }
         for (key, value) in environment {
             variables[key] = value
         }
-        variables = variables.filter { !$0.key.hasPrefix("DWELL_") || environment[$0.key] != nil }
-        process.environment = variables
-        try process.run()
+        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
+        argv.append(nil)
+        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") }
+        envp.append(nil)
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var defaultSignals = sigset_t()
+        sigfillset(&defaultSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, &attributes, &argv, &envp)
+        guard status == 0 else {
+            throw HarnessError("posix_spawn \(executable) failed: \(String(cString: strerror(status)))")
+        }
+        pid = child
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    /// True until the child has exited; reaps it once it has.
+    var isRunning: Bool {
+        guard exitStatus == nil else { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exitStatus = status
+            return false
+        }
+        return true
+    }
+
+    /// The exit code, or 128 + the signal number for a child killed by a signal.
+    var terminationStatus: Int32 {
+        guard let status = exitStatus else { return -1 }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
 
     var log: String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
 
     func signal(_ number: Int32) {
-        if process.isRunning {
-            kill(process.processIdentifier, number)
+        if isRunning {
+            kill(pid, number)
         }
     }
 
-    /// Sends SIGTERM, waits up to `seconds`, then SIGKILL; returns the exit status.
+    /// Waits up to `seconds` for the child to exit on its own; returns its status.
     @discardableResult
-    func stop(seconds: Double = 15) -> Int32 {
-        signal(SIGTERM)
+    func waitForExit(seconds: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline {
+        while isRunning && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.02)
         }
-        if process.isRunning {
-            signal(SIGKILL)
-            process.waitUntilExit()
+        return isRunning ? nil : terminationStatus
+    }
+
+    /// Sends `signal` (SIGTERM by default), waits up to `seconds`, then SIGKILL;
+    /// returns the exit status.
+    @discardableResult
+    func stop(seconds: Double = 15, signal number: Int32 = SIGTERM) -> Int32 {
+        signal(number)
+        if let status = waitForExit(seconds: seconds) {
+            return status
         }
-        return process.terminationStatus
+        signal(SIGKILL)
+        return waitForExit(seconds: 10) ?? -1
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        if isRunning {
+            kill(pid, SIGKILL)
+            _ = waitForExit(seconds: 10)
         }
         try? FileManager.default.removeItem(atPath: logPath)
     }
@@ -126,17 +178,18 @@ final class RedisUnderTest {
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
+    /// Kills the server, as a crash or a lost machine would.
     func stop() {
-        child.stop()
+        child.stop(signal: SIGKILL)
     }
 
     func restart() throws {
-        child.stop()
+        child.stop(signal: SIGKILL)
         child = try Self.start(port: port, directory: directory)
     }
 
     deinit {
-        child.stop()
+        child.stop(signal: SIGKILL)
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

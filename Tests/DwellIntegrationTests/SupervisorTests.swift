@@ -137,8 +137,8 @@ struct SupervisorStartTests {
 
     private func runDwell(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let child = try ChildUnderTest(name: "cli", executable: try dwellBinary(), arguments: arguments)
-        child.process.waitUntilExit()
-        return (child.process.terminationStatus, child.log)
+        let status = child.waitForExit(seconds: 20) ?? -1
+        return (status, child.log)
     }
 
     @Test("port in use exits 1 before forking")

@@ -33,4 +33,8 @@ int dwell_write_all(int fd, const void *buf, size_t len);
 // killing the process.
 void dwell_ignore_sigpipe(void);
 
+// Unblocks every signal. A process inherits its parent's mask, and a parent
+// that blocked SIGTERM or SIGHUP would otherwise leave Dwell deaf to them.
+void dwell_unblock_all_signals(void);
+
 #endif
