@@ -12,6 +12,21 @@ public final class EventLoop {
         raw = uv_default_loop()
     }
 
+    private init(raw: UnsafeMutablePointer<uv_loop_t>) {
+        self.raw = raw
+    }
+
+    /// Creates a loop of its own, separate from the default loop, for code that
+    /// must not share a loop with other threads (tests that run side by side).
+    ///
+    /// The loop is never freed, so create one per thread, not one per request.
+    public static func makePrivate() -> EventLoop {
+        let raw = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
+        let status = uv_loop_init(raw)
+        precondition(status == 0, "uv_loop_init failed with status \(status)")
+        return EventLoop(raw: raw)
+    }
+
     /// Runs until no active handle is left or `stop()` is called.
     public func run() {
         uv_run(raw, UV_RUN_DEFAULT)

@@ -107,7 +107,10 @@ extension Worker {
 
     func respondWithHealth(on connection: HTTPConnection) {
         let isRedisUp = commands.isConnected && subscriber.isConnected
-        let status = isDraining ? "draining" : (isRedisUp ? (probe.isHealthy ? "ok" : "degraded") : "unavailable")
+        // Degraded: connected, but the subscription that carries this worker's
+        // probe is not confirmed, so wakeups may be missing until it is.
+        let isSubscribed = subscriber.isConfirmed(Array(RedisKeys.probe(serverID).utf8))
+        let status = isDraining ? "draining" : (isRedisUp ? (isSubscribed ? "ok" : "degraded") : "unavailable")
         let json =
             "{\"status\":\"\(status)\",\"pid\":\(getpid()),\"slot\":\(configuration.slot)"
             + ",\"serverId\":\(JSONText.string(serverID)),\"heldPolls\":\(polls.count)"

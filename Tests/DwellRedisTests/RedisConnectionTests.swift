@@ -6,7 +6,7 @@ import Testing
 extension RedisLoopTests {
     @Suite
     struct RedisConnectionTests {
-        let loop = EventLoop()
+        let loop = RedisLoopTests.loop
         var driver: LoopDriver { LoopDriver(loop: loop) }
 
         private func connect(
@@ -272,14 +272,14 @@ extension RedisLoopTests {
             connection.onConnected = { connectedCount += 1 }
             #expect(driver.run { connectedCount == 1 })
             driver.drain()
-            let before = openDescriptorCount()
+            #expect(openConnectionCount(toPort: server.port) == 1)
 
             for cycle in 2...30 {
                 connection.dropConnection(reason: "cycle")
                 #expect(driver.run { connectedCount == cycle })
             }
             driver.drain()
-            #expect(openDescriptorCount() == before)
+            #expect(openConnectionCount(toPort: server.port) == 1)
         }
 
         @Test func stopFailsPendingCommands() throws {

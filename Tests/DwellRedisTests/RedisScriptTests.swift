@@ -6,7 +6,7 @@ import Testing
 extension RedisLoopTests {
     @Suite
     struct RedisScriptTests {
-        let loop = EventLoop()
+        let loop = RedisLoopTests.loop
         var driver: LoopDriver { LoopDriver(loop: loop) }
 
         /// Returns its key and first argument, and counts its runs in `<key>:runs`.

@@ -185,12 +185,25 @@ final class RedisServerProcess {
 }
 
 /// Counts the entries of /proc/self/fd, which are this process's open descriptors.
-func openDescriptorCount() -> Int {
+/// The descriptors of this process connected to `port` on the loopback address.
+///
+/// Counting only these, not every descriptor, keeps the count independent of
+/// tests in other suites that open sockets at the same time.
+func openConnectionCount(toPort port: Int) -> Int {
     guard let directory = opendir("/proc/self/fd") else { return -1 }
     defer { closedir(directory) }
     var count = 0
-    while readdir(directory) != nil {
-        count += 1
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let descriptor = Int32(name) else { continue }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let isPeer = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(descriptor, $0, &length) == 0 }
+        }
+        if isPeer, address.sin_family == sa_family_t(AF_INET), Int(UInt16(bigEndian: address.sin_port)) == port {
+            count += 1
+        }
     }
     return count
 }

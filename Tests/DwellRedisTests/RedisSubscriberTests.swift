@@ -6,7 +6,7 @@ import Testing
 extension RedisLoopTests {
     @Suite
     struct RedisSubscriberTests {
-        let loop = EventLoop()
+        let loop = RedisLoopTests.loop
         var driver: LoopDriver { LoopDriver(loop: loop) }
 
         /// Records what a subscriber reports.
