@@ -2,6 +2,7 @@
 /// code and a message that names the offending value.
 public enum RequestError: Error, Equatable {
     case badRequest(String)
+    case forbidden(String)
     case notFound(String)
     case methodNotAllowed(allowed: String)
     case payloadTooLarge(String)
@@ -11,6 +12,7 @@ public enum RequestError: Error, Equatable {
     public var status: Int {
         switch self {
         case .badRequest: 400
+        case .forbidden: 403
         case .notFound: 404
         case .methodNotAllowed: 405
         case .payloadTooLarge: 413
@@ -21,7 +23,7 @@ public enum RequestError: Error, Equatable {
 
     public var message: String {
         switch self {
-        case .badRequest(let message), .notFound(let message), .payloadTooLarge(let message),
+        case .badRequest(let message), .forbidden(let message), .notFound(let message), .payloadTooLarge(let message),
             .unavailable(let message):
             message
         case .tooManyRequests(let message, _):

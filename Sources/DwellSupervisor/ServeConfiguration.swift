@@ -17,6 +17,10 @@ public struct ServeConfiguration {
     public var workerStallTimeoutSeconds = 10.0
     /// Where the private redis-server keeps its append-only file; nil keeps data in memory only.
     public var dataDirectory: String?
+    public var heartbeatIntervalSeconds = 5.0
+    public var maxPollsPerUser = 4
+    /// The address recorded in the registry; nil means the machine's host name.
+    public var advertisedHost: String?
     public var redisServerProgram = "redis-server"
     public var logLevel = LogLevel.info
 
@@ -34,6 +38,7 @@ public struct ServeConfiguration {
             "--redis", redisURL, "--hold-timeout", String(holdTimeoutSeconds),
             "--retention-count", String(retentionCount), "--retention-seconds", String(retentionSeconds),
             "--drain-timeout", String(drainTimeoutSeconds), "--log-level", logLevel.name,
-        ]
+            "--heartbeat-interval", String(heartbeatIntervalSeconds), "--max-polls-per-user", String(maxPollsPerUser),
+        ] + (advertisedHost.map { ["--advertise-host", $0] } ?? [])
     }
 }

@@ -7,6 +7,8 @@ import DwellHTTP
 /// target is at most 2 KB of user-space memory per held poll, connection included.
 final class HeldPoll {
     enum State {
+        /// Waiting for Redis to count the user's polls against the per-user maximum.
+        case admitting
         /// Waiting for Redis to confirm the subscriptions of its channels.
         case subscribing
         /// The backlog read after the cursor is in flight.
@@ -32,6 +34,9 @@ final class HeldPoll {
     /// Identifies the latest backlog read, so the reply of an earlier one is ignored.
     var readSequence: UInt16 = 0
     var isReleased = false
+    /// True once Redis counted this poll in its user's mapping, which the
+    /// release must undo.
+    var holdsUserSlot = false
 
     init(connection: HTTPConnection, parameters: PollParameters) {
         self.connection = connection

@@ -19,10 +19,35 @@ enum RedisKeys {
 
     static let notificationPrefix: [UInt8] = Array("dwell:ch:".utf8)
 
-    /// The pub/sub channel a worker publishes its liveness probe on.
-    static func probe(_ serverID: String) -> String {
-        "dwell:probe:" + serverID
+    /// A server's own pub/sub channel: its liveness probe and the messages for
+    /// the users whose polls it holds.
+    static func serverChannel(_ serverID: String) -> String {
+        "dwell:server:" + serverID
     }
+
+    /// The hash that registers a live server; it expires unless refreshed.
+    static func server(_ serverID: String) -> String {
+        "dwell:server:" + serverID
+    }
+
+    /// The sorted set of servers scored by the time (ms) they count as dead.
+    static let servers = "dwell:servers"
+
+    /// The set of users that have a mapping to a server.
+    static func serverUsers(_ serverID: String) -> String {
+        "dwell:server-users:" + serverID
+    }
+
+    /// The hash mapping a user to the servers holding their polls, with counts.
+    static func user(_ userID: String) -> String {
+        "dwell:user:" + userID
+    }
+
+    /// The set of users with at least one mapping, for paging through them.
+    static let users = "dwell:users"
+
+    /// The prefix of user channels, whose messages go to servers by mapping.
+    static let userChannelPrefix = "user:"
 
     /// The message id stored for an `Idempotency-Key`.
     static func idempotency(_ key: String) -> String {

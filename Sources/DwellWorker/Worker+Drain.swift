@@ -11,6 +11,7 @@ extension Worker {
         Log.info("worker.draining", ["signal": signal, "held_polls": polls.count])
 
         server?.stopAccepting()
+        deregister()
         for poll in polls.allElements {
             answerWithTimeout(poll, outcome: .drain)
         }

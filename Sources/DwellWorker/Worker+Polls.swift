@@ -13,6 +13,7 @@ extension Worker {
     func startPoll(_ request: HTTPRequest, on connection: HTTPConnection) throws(RequestError) {
         let parameters = try PollParameters(
             query: QueryString(request.query), lastEventIDHeader: request.header("last-event-id"))
+        try authorize(parameters, userID: authenticatedUserID(request, parameters: parameters))
         guard !isDraining else {
             throw .unavailable("this worker is draining; poll again")
         }
@@ -22,12 +23,27 @@ extension Worker {
 
         let poll = HeldPoll(connection: connection, parameters: parameters)
         connection.context = poll
+        deadlines.schedule(poll, token: poll.timerToken, at: holdDeadline())
+        if let userID = poll.userID {
+            poll.state = .admitting
+            admit(poll, userID: userID)
+        } else {
+            hold(poll)
+        }
+    }
+
+    /// Registers a poll in the channel index and reads its backlog once its
+    /// subscriptions are confirmed.
+    func hold(_ poll: HeldPoll) {
+        poll.state = .subscribing
         polls.insert(poll, channels: poll.channels)
         for channel in poll.channels {
             idleChannels.removeValue(forKey: channel)
-            subscriber.subscribe(Array(RedisKeys.notifications(channel).utf8))
+            // User channels reach this worker through its own server channel.
+            if !Self.isUserChannel(channel) {
+                subscriber.subscribe(Array(RedisKeys.notifications(channel).utf8))
+            }
         }
-        deadlines.schedule(poll, token: poll.timerToken, at: holdDeadline())
 
         if areSubscriptionsConfirmed(poll) {
             readBacklog(poll)
@@ -43,7 +59,15 @@ extension Worker {
     }
 
     func areSubscriptionsConfirmed(_ poll: HeldPoll) -> Bool {
-        poll.channels.allSatisfy { subscriber.isConfirmed(Array(RedisKeys.notifications($0).utf8)) }
+        poll.channels.allSatisfy { channel in
+            let redisChannel = Self.isUserChannel(channel)
+                ? RedisKeys.serverChannel(serverID) : RedisKeys.notifications(channel)
+            return subscriber.isConfirmed(Array(redisChannel.utf8))
+        }
+    }
+
+    static func isUserChannel(_ channel: String) -> Bool {
+        channel.hasPrefix(RedisKeys.userChannelPrefix)
     }
 
     func readBacklog(_ poll: HeldPoll) {
@@ -103,6 +127,7 @@ extension Worker {
     /// Every poll answered here gets the same body bytes, encoded once.
     func deliver(_ message: EncodedMessage, on channel: String) {
         var body: SharedBytes?
+        var answered: UInt64 = 0
         for poll in polls.elements(on: channel) {
             guard poll.state == .held else {
                 poll.keepEarly(message)
@@ -117,7 +142,27 @@ extension Worker {
             }
             answer(poll, body: body!, outcome: .message)
             counters.deliveries += 1
+            answered += 1
         }
+        if answered > 0, let stamp = Self.timestamp(of: message) {
+            let now = Self.wallClockMilliseconds()
+            deliveryLatency.observe(now > stamp ? now - stamp : 0, times: answered)
+        }
+    }
+
+    /// The publish time that the store script writes as the last field, `"timestamp":N}`.
+    static func timestamp(of message: EncodedMessage) -> UInt64? {
+        let bytes = message.bytes
+        guard bytes.last == UInt8(ascii: "}") else { return nil }
+        var value: UInt64 = 0
+        var scale: UInt64 = 1
+        var index = bytes.count - 2
+        while index >= 0, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9"), scale <= 1 << 50 {
+            value += UInt64(bytes[index] - UInt8(ascii: "0")) * scale
+            scale *= 10
+            index -= 1
+        }
+        return scale > 1 && index >= 0 && bytes[index] == UInt8(ascii: ":") ? value : nil
     }
 
     func answer(_ poll: HeldPoll, body: SharedBytes, outcome: PollOutcome) {
@@ -138,6 +183,10 @@ extension Worker {
     /// tells the client that this worker is going away.
     func answerWithTimeout(_ poll: HeldPoll, outcome: PollOutcome) {
         guard let cursor = poll.cursor else {
+            if outcome == .drain {
+                answerWithError(poll, status: 503, message: "this worker is draining; poll again")
+                return
+            }
             answerWithError(poll, status: 503, message: "Redis did not answer in time; poll again")
             return
         }
@@ -153,11 +202,15 @@ extension Worker {
         poll.timerToken &+= 1
 
         let now = loop.nowMilliseconds
-        for channel in polls.remove(poll, channels: poll.channels) {
+        for channel in polls.remove(poll, channels: poll.channels) where !Self.isUserChannel(channel) {
             idleChannels[channel] = now
         }
         poll.connection.context = nil
         counters.pollsAnswered[outcome, default: 0] += 1
+        if poll.holdsUserSlot, let userID = poll.userID {
+            poll.holdsUserSlot = false
+            releaseUserSlot(userID)
+        }
     }
 
     func expireDeadlines() {

@@ -33,17 +33,24 @@ extension Worker {
             return
         }
 
-        let keys = [
+        let isUserChannel = Self.isUserChannel(message.channel)
+        var keys = [
             RedisKeys.messageCounter, RedisKeys.log(message.channel),
             RedisKeys.idempotency(message.idempotencyKey ?? ""),
         ]
+        if isUserChannel {
+            let userID = String(message.channel.dropFirst(RedisKeys.userChannelPrefix.count))
+            keys += [RedisKeys.user(userID), RedisKeys.servers]
+        } else {
+            keys.append(RedisKeys.notifications(message.channel))
+        }
         let arguments = [
             message.channel, message.data, String(configuration.retentionCount),
-            String(configuration.retentionMilliseconds), RedisKeys.notifications(message.channel),
-            message.idempotencyKey == nil ? "0" : "1",
+            String(configuration.retentionMilliseconds), message.idempotencyKey == nil ? "0" : "1",
         ]
         commands.evaluate(
-            StoreScripts.publish, keys: keys.map { Array($0.utf8) }, arguments: arguments.map { Array($0.utf8) }
+            isUserChannel ? StoreScripts.publishToUser : StoreScripts.publish, keys: bytes(keys),
+            arguments: bytes(arguments)
         ) { [unowned self] result in
             publishCompleted(result, channel: message.channel, on: connection)
         }
@@ -85,7 +92,7 @@ extension Worker {
 
     /// The id and whether it belongs to an earlier publish with the same key.
     static func publishReply(_ value: RedisValue) -> (UInt64, Bool)? {
-        guard case .array(let items) = value, items.count == 2,
+        guard case .array(let items) = value, items.count >= 2,
             case .integer(let id) = items[0], id > 0, case .integer(let isRepeat) = items[1]
         else { return nil }
         return (UInt64(id), isRepeat != 0)

@@ -28,6 +28,12 @@ extension Worker: HTTPServerDelegate {
         case "/api/messages/range":
             try requireMethod(request, allowed: [.get, .head], allowHeader: "GET, HEAD")
             try readRange(request, on: connection)
+        case "/api/stats":
+            try requireMethod(request, allowed: [.get, .head], allowHeader: "GET, HEAD")
+            try respondWithStats(request, on: connection)
+        case "/metrics":
+            try requireMethod(request, allowed: [.get, .head], allowHeader: "GET, HEAD")
+            respondWithMetrics(on: connection)
         case "/api/poll/health":
             try requireMethod(request, allowed: [.get, .head], allowHeader: "GET, HEAD")
             respondWithHealth(on: connection)
@@ -109,7 +115,7 @@ extension Worker {
         let isRedisUp = commands.isConnected && subscriber.isConnected
         // Degraded: connected, but the subscription that carries this worker's
         // probe is not confirmed, so wakeups may be missing until it is.
-        let isSubscribed = subscriber.isConfirmed(Array(RedisKeys.probe(serverID).utf8))
+        let isSubscribed = subscriber.isConfirmed(Array(RedisKeys.serverChannel(serverID).utf8))
         let status = isDraining ? "draining" : (isRedisUp ? (isSubscribed ? "ok" : "degraded") : "unavailable")
         let json =
             "{\"status\":\"\(status)\",\"pid\":\(getpid()),\"slot\":\(configuration.slot)"

@@ -6,7 +6,16 @@ import DwellRedis
 /// the end-to-end probe of the subscriber connection.
 extension Worker {
     func subscriptionConfirmed(_ redisChannel: [UInt8]) {
-        guard let channel = Self.channelName(fromNotification: redisChannel) else { return }
+        guard let channel = Self.channelName(fromNotification: redisChannel) else {
+            // The server channel carries every user channel, so each poll waiting
+            // on a subscription checks again.
+            if redisChannel == Array(RedisKeys.serverChannel(serverID).utf8) {
+                for poll in polls.allElements where poll.state == .subscribing && areSubscriptionsConfirmed(poll) {
+                    readBacklog(poll)
+                }
+            }
+            return
+        }
 
         for poll in polls.elements(on: channel) where poll.state == .subscribing {
             if areSubscriptionsConfirmed(poll) {
@@ -17,8 +26,8 @@ extension Worker {
 
     func notificationReceived(channel redisChannel: [UInt8], payload: [UInt8]) {
         guard let channel = Self.channelName(fromNotification: redisChannel) else {
-            if redisChannel == Array(RedisKeys.probe(serverID).utf8) {
-                probeReceived()
+            if redisChannel == Array(RedisKeys.serverChannel(serverID).utf8) {
+                serverMessageReceived(payload)
             }
             return
         }
@@ -61,7 +70,7 @@ extension Worker {
             return
         }
 
-        let probeChannel = Array(RedisKeys.probe(serverID).utf8)
+        let probeChannel = Array(RedisKeys.serverChannel(serverID).utf8)
         guard now - probe.lastSentAt >= configuration.probeIntervalMilliseconds,
             commands.isConnected, subscriber.isConnected, subscriber.isConfirmed(probeChannel)
         else { return }
@@ -79,6 +88,21 @@ extension Worker {
                 probe.sentAt = nil
             }
         }
+    }
+
+    /// A probe, or a message for a user whose polls this server holds, sent as
+    /// "<channel>\n<message>".
+    private func serverMessageReceived(_ payload: [UInt8]) {
+        guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")) else {
+            probeReceived()
+            return
+        }
+        let channel = String(decoding: payload[..<newline], as: UTF8.self)
+        guard let message = EncodedMessage(encoded: Array(payload[(newline + 1)...])) else {
+            Log.warning("pubsub.bad_payload", ["channel": channel, "bytes": payload.count])
+            return
+        }
+        deliver(message, on: channel)
     }
 
     private func probeReceived() {

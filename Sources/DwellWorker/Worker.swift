@@ -30,6 +30,14 @@ public final class Worker {
     var drainStartedAt: UInt64 = 0
     var exitStatus: Int32 = 0
     var isFinished = false
+    /// Local poll counts per user; Redis holds the cluster-wide ones.
+    var userPolls: [String: Int] = [:]
+    /// Users with no poll left here, and since when, until their mapping expires.
+    var userGraceSince: [String: UInt64] = [:]
+    var registryTimers: [LoopTimer] = []
+    var hasRegistered = false
+    let startedAtWallMilliseconds = Worker.wallClockMilliseconds()
+    var deliveryLatency = LatencyHistogram()
 
     private var tickTimer: LoopTimer?
     private var maintenanceTimer: LoopTimer?
@@ -64,7 +72,10 @@ public final class Worker {
     }
 
     private func connectRedis() {
-        commands.onConnected = { [unowned self] in commandsConnected() }
+        commands.onConnected = { [unowned self] in
+            sendHeartbeat()
+            commandsConnected()
+        }
         commands.onDisconnected = { [unowned self] _ in counters.redisDisconnects += 1 }
         subscriber.onConnected = { [unowned self] in probe.reset() }
         subscriber.onDisconnected = { [unowned self] _ in subscriberDisconnected() }
@@ -73,7 +84,7 @@ public final class Worker {
             notificationReceived(channel: channel, payload: payload)
         }
 
-        subscriber.subscribe(Array(RedisKeys.probe(serverID).utf8))
+        subscriber.subscribe(Array(RedisKeys.serverChannel(serverID).utf8))
         commands.start()
         subscriber.start()
     }
@@ -87,6 +98,7 @@ public final class Worker {
         maintenance.start(
             afterMilliseconds: Self.maintenanceMilliseconds, repeatMilliseconds: Self.maintenanceMilliseconds)
         maintenanceTimer = maintenance
+        startRegistryTimers()
     }
 
     private func watchSignals() {
@@ -109,6 +121,7 @@ public final class Worker {
         let now = loop.nowMilliseconds
 
         sendHeartbeatToSupervisor()
+        expireUserMappings(now: now)
         releaseIdleSubscriptions(now: now)
         checkProbe(now: now)
         if isDraining {
@@ -123,6 +136,7 @@ public final class Worker {
         tickTimer?.close()
         maintenanceTimer?.close()
         drainTimer?.close()
+        registryTimers.forEach { $0.close() }
         for watcher in signalWatchers {
             watcher.close()
         }
@@ -150,6 +164,12 @@ public final class Worker {
         beginDrain(signal: 0)
     }
 
+    static func wallClockMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec / 1_000_000)
+    }
+
     private static func makeServerID(slot: Int) -> String {
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, name.count - 1)
@@ -165,6 +185,7 @@ struct WorkerCounters {
     var messagesPublished = 0
     var deliveries = 0
     var redisDisconnects = 0
+    var pollsRejectedOverLimit = 0
 }
 
 /// The end-to-end check of the pub/sub connection: a token published through

@@ -21,6 +21,16 @@ public struct WorkerConfiguration {
     public var probeIntervalMilliseconds: UInt64 = 5_000
     public var probeDeadlineMilliseconds: UInt64 = 3_000
     public var drainTimeoutMilliseconds: UInt64 = 10_000
+    /// How often the worker refreshes its registration; the registration expires
+    /// after three intervals without a refresh.
+    public var heartbeatIntervalMilliseconds: UInt64 = 5_000
+    /// Polls one user may hold at once across the cluster; the next one gets 429.
+    public var maxPollsPerUser = 4
+    /// How long a user mapping with no poll left survives, so a client that polls
+    /// again at once is still routed here.
+    public var userGraceMilliseconds: UInt64 = 5_000
+    /// The address other machines and operators know this server by, for the registry.
+    public var advertisedHost = "127.0.0.1"
     public var http = HTTPLimits()
     /// The write end of the supervisor's liveness pipe; the worker writes a byte
     /// to it every second from its loop. Nil when run without a supervisor.

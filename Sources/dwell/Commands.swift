@@ -95,6 +95,9 @@ func runWorker(_ arguments: [String]) throws(UsageError) -> Int32 {
     workerConfiguration.retentionCount = configuration.retentionCount
     workerConfiguration.retentionMilliseconds = UInt64(configuration.retentionSeconds * 1000)
     workerConfiguration.drainTimeoutMilliseconds = UInt64(configuration.drainTimeoutSeconds * 1000)
+    workerConfiguration.heartbeatIntervalMilliseconds = UInt64(configuration.heartbeatIntervalSeconds * 1000)
+    workerConfiguration.maxPollsPerUser = configuration.maxPollsPerUser
+    workerConfiguration.advertisedHost = configuration.advertisedHost ?? hostName()
     // Descriptor 4 is the liveness pipe when the supervisor started this worker.
     if fcntl(4, F_GETFD) >= 0 {
         workerConfiguration.livenessDescriptor = 4
@@ -107,6 +110,12 @@ func runWorker(_ arguments: [String]) throws(UsageError) -> Int32 {
         Log.error("worker.start_failed", ["error": error])
         return 1
     }
+}
+
+func hostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    return String(cString: name)
 }
 
 /// The path of this executable, so the supervisor can start workers from it.

@@ -37,6 +37,15 @@ enum ServeOptions {
             flag: "worker-stall-timeout", environment: "DWELL_WORKER_STALL_TIMEOUT",
             help: "seconds a worker's event loop may stay silent before it is replaced (default 10)"),
         Spec(
+            flag: "heartbeat-interval", environment: "DWELL_HEARTBEAT_INTERVAL",
+            help: "seconds between registry heartbeats; a server is dead after 3 missed (default 5)"),
+        Spec(
+            flag: "max-polls-per-user", environment: "DWELL_MAX_POLLS_PER_USER",
+            help: "polls one userId may hold at once across the cluster (default 4)"),
+        Spec(
+            flag: "advertise-host", environment: "DWELL_ADVERTISE_HOST",
+            help: "address other machines reach this server at, for the registry (default: the host name)"),
+        Spec(
             flag: "redis-server", environment: "DWELL_REDIS_SERVER",
             help: "redis-server program for the private Redis (default: found in PATH)"),
         Spec(flag: "log-level", environment: "DWELL_LOG_LEVEL", help: "debug, info, warning or error (default info)"),
@@ -128,6 +137,15 @@ enum ServeOptions {
         }
         if let value = values["worker-stall-timeout"] {
             configuration.workerStallTimeoutSeconds = try duration(value, flag: "worker-stall-timeout")
+        }
+        if let value = values["heartbeat-interval"] {
+            configuration.heartbeatIntervalSeconds = try duration(value, flag: "heartbeat-interval")
+        }
+        if let value = values["max-polls-per-user"] {
+            configuration.maxPollsPerUser = try integer(value, flag: "max-polls-per-user", range: 1...100_000)
+        }
+        if let value = values["advertise-host"], !value.isEmpty {
+            configuration.advertisedHost = value
         }
         configuration.dataDirectory = values["data-dir"].flatMap { $0.isEmpty ? nil : $0 }
         if let value = values["redis-server"], !value.isEmpty {
