@@ -52,6 +52,8 @@ public final class HTTPConnection {
     /// Whether the client ended its side of the connection.
     var isPeerClosed = false
     var hasResponded = false
+    /// Loop time of the accept, so a drain can tell a new connection from an idle one.
+    let acceptedAt: UInt64
     var inFlightIsHead = false
     var inFlightKeepsAlive = false
     var inFlightIsHTTP10 = false
@@ -70,6 +72,7 @@ public final class HTTPConnection {
         self.id = id
         self.server = server
         self.tcp = tcp
+        acceptedAt = server.loop.nowMilliseconds
         decoder = RequestDecoder(limits: server.limits)
         tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
     }

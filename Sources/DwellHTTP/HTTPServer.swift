@@ -150,11 +150,21 @@ public final class HTTPServer {
 
     /// Closes the connections that wait for a request with nothing buffered or being
     /// written. Connections with a request in progress or in flight stay open.
+    ///
+    /// A connection that has not sent its first request yet is spared for
+    /// `newConnectionGraceMilliseconds` after its accept: its client has likely sent
+    /// a request already, and closing a socket with unread bytes would reset it.
     public func closeIdleConnections() {
+        let now = loop.nowMilliseconds
         for connection in connections.values where connection.isIdle {
-            connection.close()
+            let isNew = !connection.hasResponded && now - connection.acceptedAt < Self.newConnectionGraceMilliseconds
+            if !isNew {
+                connection.close()
+            }
         }
     }
+
+    static let newConnectionGraceMilliseconds: UInt64 = 1_000
 
     /// Stops accepting and closes every connection at once, reporting each request in
     /// flight to the delegate as abandoned, then stops the deadline timer.

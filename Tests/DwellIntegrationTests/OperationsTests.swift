@@ -7,7 +7,7 @@ struct OperationsTests {
     @Test("SIGHUP under a polling loop fails no request")
     func rollingRestart() throws {
         let redis = try RedisUnderTest()
-        let dwell = try DwellUnderTest(redis: redis, workers: 2, holdTimeout: 1)
+        let dwell = try DwellUnderTest(redis: redis, workers: 4, holdTimeout: 1)
         let stop = Atomic()
         let loop = Background { () -> (requests: Int, failures: [String]) in
             var failures: [String] = []
@@ -40,7 +40,7 @@ struct OperationsTests {
         #expect(requests > 10)
         #expect(failures.isEmpty, "failed requests: \(failures.prefix(5))")
         let retired = dwell.child.log.components(separatedBy: "event=supervisor.worker_retired").count - 1
-        #expect(retired == 2)
+        #expect(retired == 4)
     }
 
     @Test("nginx passes a held poll through at once")
