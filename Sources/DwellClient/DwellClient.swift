@@ -12,6 +12,12 @@ public final class DwellClient {
         public var hasMore: Bool
         public var isTimeout: Bool
         public var reconnect: Bool
+        /// The data set's epoch; send it with the next poll.
+        public var epoch: String?
+        /// The cursor's epoch is gone (Redis lost its data): poll again from 0.
+        public var isReset: Bool
+        /// Messages after the cursor were trimmed by retention before delivery.
+        public var missed: Bool
     }
 
     public let host: String
@@ -86,10 +92,15 @@ public final class DwellClient {
     }
 
     /// Holds one poll until messages arrive or the server's hold timeout passes.
-    public func poll(channels: [String], cursor: UInt64?, limit: Int? = nil) throws(ClientError) -> PollResult {
+    public func poll(channels: [String], cursor: UInt64?, limit: Int? = nil, epoch: String? = nil)
+        throws(ClientError) -> PollResult
+    {
         var target = "/api/poll?channels=" + channels.joined(separator: ",")
         if let cursor {
             target += "&lastEventId=\(cursor)"
+        }
+        if let epoch {
+            target += "&epoch=\(epoch)"
         }
         if let limit {
             target += "&limit=\(limit)"
@@ -103,7 +114,9 @@ public final class DwellClient {
         }
         return PollResult(
             messages: messages, lastEventID: last, hasMore: object["hasMore"] as? Bool ?? false,
-            isTimeout: object["timeout"] as? Bool ?? false, reconnect: object["reconnect"] as? Bool ?? false)
+            isTimeout: object["timeout"] as? Bool ?? false, reconnect: object["reconnect"] as? Bool ?? false,
+            epoch: object["epoch"] as? String, isReset: object["reset"] as? Bool ?? false,
+            missed: object["missed"] as? Bool ?? false)
     }
 
     static func object(_ response: ClientResponse) throws(ClientError) -> [String: Any] {

@@ -11,12 +11,16 @@ public struct PollParameters: Equatable {
     public var cursor: UInt64?
     public var limit: Int
     public var userID: String?
+    /// The epoch the cursor belongs to, as an earlier answer gave it; nil when the
+    /// client sent none.
+    public var epoch: String?
 
-    public init(channels: [String], cursor: UInt64?, limit: Int, userID: String?) {
+    public init(channels: [String], cursor: UInt64?, limit: Int, userID: String?, epoch: String? = nil) {
         self.channels = channels
         self.cursor = cursor
         self.limit = limit
         self.userID = userID
+        self.epoch = epoch
     }
 
     /// Parses and validates a poll query.
@@ -32,6 +36,19 @@ public struct PollParameters: Equatable {
         self.cursor = try Self.parseCursor(query.value("lastEventId"), header: lastEventIDHeader)
         self.limit = try Self.parseLimit(query.value("limit"))
         self.userID = userID
+        self.epoch = try Self.parseEpoch(query.value("epoch"))
+    }
+
+    static func parseEpoch(_ raw: String?) throws(RequestError) -> String? {
+        guard let raw else { return nil }
+        let isValid = !raw.isEmpty && raw.utf8.count <= 64 && raw.utf8.allSatisfy { byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+        }
+        guard isValid else {
+            throw .badRequest("invalid epoch '\(raw)': pass the epoch of an earlier answer unchanged")
+        }
+        return raw
     }
 
     static func parseUserID(_ raw: String?) throws(RequestError) -> String? {

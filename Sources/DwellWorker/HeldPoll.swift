@@ -28,6 +28,10 @@ final class HeldPoll {
     var state: State = .subscribing
     /// Messages that pub/sub delivered before the backlog read answered.
     var early: [EncodedMessage] = []
+    /// The epoch of the messages in `early`.
+    var earlyEpoch: String?
+    /// The epoch of the cursor: the client's, or the one the first read found.
+    var epoch: String?
     var earlyOverflowed = false
     /// Matches the token of the poll's live timer entry; bumped to cancel it.
     var timerToken: UInt32 = 0
@@ -44,10 +48,17 @@ final class HeldPoll {
         self.limit = parameters.limit
         self.userID = parameters.userID
         self.cursor = parameters.cursor
+        self.epoch = parameters.epoch
     }
 
     /// Keeps a pub/sub message that arrived while the backlog was being read.
-    func keepEarly(_ message: EncodedMessage) {
+    func keepEarly(_ message: EncodedMessage, epoch: String) {
+        if earlyEpoch != epoch {
+            // Only messages of the newest epoch can matter to the answer.
+            early = []
+            earlyOverflowed = false
+            earlyEpoch = epoch
+        }
         if let cursor, message.id <= cursor { return }
         guard early.count < limit else {
             // The backlog holds what is dropped here; hasMore sends the client back for it.

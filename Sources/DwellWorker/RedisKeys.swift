@@ -7,10 +7,8 @@ enum RedisKeys {
     /// The counter that hands out message ids across all channels.
     static let messageCounter = "dwell:id"
 
-    /// The sorted set of a channel's retained messages, scored by id.
-    static func log(_ channel: String) -> String {
-        "dwell:log:" + channel
-    }
+    /// The random id of the data set, which changes when Redis loses the counter.
+    static let epoch = "dwell:epoch"
 
     /// The pub/sub channel that carries a channel's new messages to workers.
     static func notifications(_ channel: String) -> String {
@@ -49,8 +47,4 @@ enum RedisKeys {
     /// The prefix of user channels, whose messages go to servers by mapping.
     static let userChannelPrefix = "user:"
 
-    /// The message id stored for an `Idempotency-Key`.
-    static func idempotency(_ key: String) -> String {
-        "dwell:idem:" + key
-    }
 }

@@ -75,10 +75,10 @@ extension Worker {
         poll.readSequence &+= 1
         let sequence = poll.readSequence
 
-        let keys = [RedisKeys.messageCounter] + poll.channels.map(RedisKeys.log)
-        let arguments = [poll.cursor.map(String.init) ?? "", String(poll.limit), "+inf"]
-        commands.evaluate(
-            StoreScripts.read, keys: keys.map { Array($0.utf8) }, arguments: arguments.map { Array($0.utf8) }
+        let arguments =
+            [poll.cursor.map(String.init) ?? "", String(poll.limit), "+inf", poll.epoch ?? "", Self.epochCandidate()]
+            + poll.channels
+        commands.evaluate(StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)
         ) { [unowned self] result in
             guard !poll.isReleased, poll.readSequence == sequence, poll.state == .readingBacklog else { return }
             backlogArrived(poll, result: result)
@@ -106,31 +106,73 @@ extension Worker {
             return
         }
 
+        if page.isReset {
+            answerWithReset(poll, epoch: page.epoch)
+            return
+        }
+        poll.epoch = page.epoch
         let cursor = poll.cursor ?? page.current
         poll.cursor = cursor
+        let early = poll.earlyEpoch == page.epoch ? poll.early : []
         let (messages, hasMore) = MessageMerge.answer(
-            backlog: page.messages, backlogHasMore: page.hasMore, early: poll.early, after: cursor,
+            backlog: page.messages, backlogHasMore: page.hasMore, early: early, after: cursor,
             limit: poll.limit)
         poll.early = []
 
+        // Messages after the cursor were trimmed away: say so, and move the cursor
+        // past the gap when nothing retained is left to answer with.
+        let missed = page.firstRetainedID > cursor + 1
         guard let last = messages.last else {
+            if missed {
+                let next = max(cursor, min(page.firstRetainedID - 1, page.current))
+                let body = JSONText.pollAnswer(
+                    messages: [], lastEventID: next, hasMore: false,
+                    extraFields: Self.epochField(page.epoch) + #","missed":true"#)
+                answer(poll, body: SharedBytes(body), outcome: .message)
+                return
+            }
             poll.state = .held
             return
         }
         let body = JSONText.pollAnswer(
-            messages: messages.map(\.bytes), lastEventID: last.id, hasMore: hasMore || poll.earlyOverflowed)
+            messages: messages.map(\.bytes), lastEventID: last.id, hasMore: hasMore || poll.earlyOverflowed,
+            extraFields: Self.epochField(page.epoch) + (missed ? #","missed":true"# : ""))
+        answer(poll, body: SharedBytes(body), outcome: .message)
+    }
+
+    static func epochField(_ epoch: String?) -> String {
+        epoch.map { ",\"epoch\":\"\($0)\"" } ?? ""
+    }
+
+    /// A random epoch for Redis to adopt if it has none; 16 hex digits.
+    static func epochCandidate() -> String {
+        let value = UInt64.random(in: 0...UInt64.max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// Tells the client that its cursor belongs to an epoch that no longer exists:
+    /// it should poll again from 0 in the new epoch.
+    func answerWithReset(_ poll: HeldPoll, epoch: String) {
+        Log.info("poll.reset", ["client_epoch": poll.epoch ?? "", "epoch": epoch])
+        let body = JSONText.pollAnswer(
+            messages: [], lastEventID: 0, hasMore: false, extraFields: Self.epochField(epoch) + #","reset":true"#)
         answer(poll, body: SharedBytes(body), outcome: .message)
     }
 
     /// Wakes the polls on `channel` that a new message answers.
     ///
     /// Every poll answered here gets the same body bytes, encoded once.
-    func deliver(_ message: EncodedMessage, on channel: String) {
+    func deliver(_ message: EncodedMessage, on channel: String, epoch: String) {
         var body: SharedBytes?
         var answered: UInt64 = 0
         for poll in polls.elements(on: channel) {
             guard poll.state == .held else {
-                poll.keepEarly(message)
+                poll.keepEarly(message, epoch: epoch)
+                continue
+            }
+            if let pollEpoch = poll.epoch, pollEpoch != epoch {
+                answerWithReset(poll, epoch: epoch)
                 continue
             }
             if let cursor = poll.cursor, message.id <= cursor {
@@ -138,7 +180,10 @@ extension Worker {
             }
 
             if body == nil {
-                body = SharedBytes(JSONText.pollAnswer(messages: [message.bytes], lastEventID: message.id, hasMore: false))
+                body = SharedBytes(
+                    JSONText.pollAnswer(
+                        messages: [message.bytes], lastEventID: message.id, hasMore: false,
+                        extraFields: Self.epochField(epoch)))
             }
             answer(poll, body: body!, outcome: .message)
             counters.deliveries += 1
@@ -190,7 +235,8 @@ extension Worker {
             answerWithError(poll, status: 503, message: "Redis did not answer in time; poll again")
             return
         }
-        let extra = outcome == .drain ? #","timeout":true,"reconnect":true"# : #","timeout":true"#
+        let extra =
+            Self.epochField(poll.epoch) + (outcome == .drain ? #","timeout":true,"reconnect":true"# : #","timeout":true"#)
         let body = JSONText.pollAnswer(messages: [], lastEventID: cursor, hasMore: false, extraFields: extra)
         answer(poll, body: SharedBytes(body), outcome: outcome)
     }
@@ -235,26 +281,34 @@ extension Worker {
 }
 
 /// The reply of the read script: the current counter, whether more messages
-/// exist past the limit, and the messages.
+/// exist past the limit, the epoch, whether the cursor's epoch is gone, the
+/// first id from which the logs are complete, and the messages.
 struct BacklogPage {
     let current: UInt64
     let hasMore: Bool
+    let epoch: String
+    let isReset: Bool
+    let firstRetainedID: UInt64
     let messages: [EncodedMessage]
 
     init?(_ value: RedisValue) {
-        guard case .array(let items) = value, items.count >= 2,
+        guard case .array(let items) = value, items.count >= 5,
             case .integer(let current) = items[0], current >= 0,
-            case .integer(let more) = items[1]
+            case .integer(let more) = items[1], let epoch = items[2].string,
+            case .integer(let reset) = items[3], case .integer(let firstRetained) = items[4]
         else { return nil }
 
         var messages: [EncodedMessage] = []
-        messages.reserveCapacity(items.count - 2)
-        for item in items.dropFirst(2) {
+        messages.reserveCapacity(items.count - 5)
+        for item in items.dropFirst(5) {
             guard case .bulk(let bytes) = item, let message = EncodedMessage(encoded: bytes) else { return nil }
             messages.append(message)
         }
         self.current = UInt64(current)
         self.hasMore = more != 0
+        self.epoch = epoch
+        self.isReset = reset != 0
+        self.firstRetainedID = UInt64(max(0, firstRetained))
         self.messages = messages
     }
 }

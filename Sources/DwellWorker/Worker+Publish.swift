@@ -34,19 +34,15 @@ extension Worker {
         }
 
         let isUserChannel = Self.isUserChannel(message.channel)
-        var keys = [
-            RedisKeys.messageCounter, RedisKeys.log(message.channel),
-            RedisKeys.idempotency(message.idempotencyKey ?? ""),
-        ]
+        var keys = StoreScripts.epochKeys
         if isUserChannel {
             let userID = String(message.channel.dropFirst(RedisKeys.userChannelPrefix.count))
             keys += [RedisKeys.user(userID), RedisKeys.servers]
-        } else {
-            keys.append(RedisKeys.notifications(message.channel))
         }
         let arguments = [
             message.channel, message.data, String(configuration.retentionCount),
-            String(configuration.retentionMilliseconds), message.idempotencyKey == nil ? "0" : "1",
+            String(configuration.retentionMilliseconds), message.idempotencyKey ?? "", Self.epochCandidate(),
+            RedisKeys.notifications(message.channel),
         ]
         commands.evaluate(
             isUserChannel ? StoreScripts.publishToUser : StoreScripts.publish, keys: bytes(keys),
@@ -61,7 +57,7 @@ extension Worker {
     ) {
         switch result {
         case .success(let value):
-            guard let (id, isRepeat) = Self.publishReply(value) else {
+            guard let (id, isRepeat, epoch) = Self.publishReply(value) else {
                 Log.error("publish.bad_reply", ["reply": value])
                 respond(
                     to: connection, status: 500,
@@ -73,7 +69,9 @@ extension Worker {
             }
             let duplicate = isRepeat ? #","duplicate":true"# : ""
             Log.debug("message.published", ["channel": channel, "id": id])
-            respond(to: connection, status: 200, json: "{\"success\":true,\"messageId\":\(id)\(duplicate)}")
+            respond(
+                to: connection, status: 200,
+                json: "{\"success\":true,\"messageId\":\(id),\"epoch\":\"\(epoch)\"\(duplicate)}")
         case .failure(.notConnected):
             respond(
                 to: connection, status: 503,
@@ -91,11 +89,12 @@ extension Worker {
     }
 
     /// The id and whether it belongs to an earlier publish with the same key.
-    static func publishReply(_ value: RedisValue) -> (UInt64, Bool)? {
-        guard case .array(let items) = value, items.count >= 2,
-            case .integer(let id) = items[0], id > 0, case .integer(let isRepeat) = items[1]
+    static func publishReply(_ value: RedisValue) -> (UInt64, Bool, String)? {
+        guard case .array(let items) = value, items.count == 4,
+            case .integer(let id) = items[0], id > 0, case .integer(let isRepeat) = items[1],
+            let epoch = items[3].string
         else { return nil }
-        return (UInt64(id), isRepeat != 0)
+        return (UInt64(id), isRepeat != 0, epoch)
     }
 
     func readRange(_ request: HTTPRequest, on connection: HTTPConnection) throws(RequestError) {
@@ -104,18 +103,24 @@ extension Worker {
             throw .unavailable("Redis is unreachable; retry shortly")
         }
 
-        let keys = [RedisKeys.messageCounter] + range.channels.map(RedisKeys.log)
-        let arguments = [String(range.from - 1), String(range.limit), String(range.to)]
-        commands.evaluate(
-            StoreScripts.read, keys: keys.map { Array($0.utf8) }, arguments: arguments.map { Array($0.utf8) }
-        ) { [unowned self] result in
+        let arguments =
+            [String(range.from - 1), String(range.limit), String(range.to), "", Self.epochCandidate()] + range.channels
+        commands.evaluate(StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)) {
+            [unowned self] result in
             guard case .success(let value) = result, let page = BacklogPage(value) else {
                 respond(to: connection, error: RequestError.unavailable("Redis did not answer the range read; retry"))
                 return
             }
+            // Ids from `from` up to the first retained one may have belonged to
+            // these channels and are gone; retainedFrom tells the client where the
+            // logs are complete again.
+            let missed = page.firstRetainedID > range.from
             let last = page.messages.last?.id ?? (range.from - 1)
+            let extra =
+                Self.epochField(page.epoch) + ",\"retainedFrom\":\(page.firstRetainedID)"
+                + (missed ? #","missed":true"# : "")
             let body = JSONText.pollAnswer(
-                messages: page.messages.map(\.bytes), lastEventID: last, hasMore: page.hasMore)
+                messages: page.messages.map(\.bytes), lastEventID: last, hasMore: page.hasMore, extraFields: extra)
             respond(to: connection, status: 200, body: SharedBytes(body))
         }
     }

@@ -31,11 +31,13 @@ extension Worker {
             }
             return
         }
-        guard let message = EncodedMessage(encoded: payload) else {
+        guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")),
+            let message = EncodedMessage(encoded: Array(payload[(newline + 1)...]))
+        else {
             Log.warning("pubsub.bad_payload", ["channel": channel, "bytes": payload.count])
             return
         }
-        deliver(message, on: channel)
+        deliver(message, on: channel, epoch: String(decoding: payload[..<newline], as: UTF8.self))
     }
 
     /// Pub/sub drops what is published while its connection is down, so every
@@ -91,18 +93,19 @@ extension Worker {
     }
 
     /// A probe, or a message for a user whose polls this server holds, sent as
-    /// "<channel>\n<message>".
+    /// "<epoch>\n<channel>\n<message>".
     private func serverMessageReceived(_ payload: [UInt8]) {
-        guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")) else {
+        let parts = payload.split(separator: UInt8(ascii: "\n"), maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3 else {
             probeReceived()
             return
         }
-        let channel = String(decoding: payload[..<newline], as: UTF8.self)
-        guard let message = EncodedMessage(encoded: Array(payload[(newline + 1)...])) else {
+        let channel = String(decoding: parts[1], as: UTF8.self)
+        guard let message = EncodedMessage(encoded: Array(parts[2])) else {
             Log.warning("pubsub.bad_payload", ["channel": channel, "bytes": payload.count])
             return
         }
-        deliver(message, on: channel)
+        deliver(message, on: channel, epoch: String(decoding: parts[0], as: UTF8.self))
     }
 
     private func probeReceived() {

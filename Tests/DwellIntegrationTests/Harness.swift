@@ -150,16 +150,29 @@ final class ChildUnderTest {
 }
 
 /// A redis-server of the test's own on a free loopback port.
+///
+/// A port found free can be taken by another test's connection before the
+/// server binds it, so a server that exits at start is retried on a new port.
 final class RedisUnderTest {
     let port: Int
     private(set) var child: ChildUnderTest
     let directory: String
 
-    init(port: Int? = nil) throws {
-        self.port = try port ?? freePort()
+    init(port fixedPort: Int? = nil) throws {
         directory = NSTemporaryDirectory() + "dwell-redis-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        child = try Self.start(port: self.port, directory: directory)
+        var lastError: Error = HarnessError("redis-server did not start")
+        for _ in 0..<5 {
+            let candidate = try fixedPort ?? freePort()
+            do {
+                child = try Self.start(port: candidate, directory: directory)
+                port = candidate
+                return
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
     }
 
     private static func start(port: Int, directory: String) throws -> ChildUnderTest {
@@ -168,10 +181,15 @@ final class RedisUnderTest {
             arguments: [
                 "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
             ])
-        try waitUntil(10, "redis-server on port \(port)") {
-            let connection = try HTTPClientConnection(host: "127.0.0.1", port: port, timeoutSeconds: 1)
-            try connection.write(Array("PING\r\n".utf8))
-            return !connection.isClosedByPeer(waitMilliseconds: 50)
+        do {
+            try waitUntil(10, "redis-server on port \(port)") {
+                guard child.isRunning else { throw HarnessError("redis-server exited: \(child.log)") }
+                _ = try HTTPClientConnection(host: "127.0.0.1", port: port, timeoutSeconds: 1)
+                return true
+            }
+        } catch {
+            child.stop(signal: SIGKILL)
+            throw error
         }
         return child
     }
@@ -227,15 +245,28 @@ final class DwellUnderTest {
     let child: ChildUnderTest
 
     init(redis: RedisUnderTest?, workers: Int = 1, holdTimeout: Double = 25, extra: [String] = []) throws {
-        port = try freePort()
-        var arguments = [
-            "serve", "--port", String(port), "--workers", String(workers), "--hold-timeout", String(holdTimeout),
-        ]
-        if let redis {
-            arguments += ["--redis", redis.url]
+        var lastError: Error = HarnessError("dwell did not start")
+        for _ in 0..<5 {
+            let candidate = try freePort()
+            var arguments = [
+                "serve", "--port", String(candidate), "--workers", String(workers), "--hold-timeout",
+                String(holdTimeout),
+            ]
+            if let redis {
+                arguments += ["--redis", redis.url]
+            }
+            let started = try ChildUnderTest(
+                name: "dwell-\(candidate)", executable: try dwellBinary(), arguments: arguments + extra)
+            // A port taken between the check and the bind makes dwell exit at once.
+            if started.waitForExit(seconds: 0.2) == nil || !started.log.contains("Address already in use") {
+                port = candidate
+                child = started
+                try waitUntilHealthy()
+                return
+            }
+            lastError = HarnessError("dwell could not bind port \(candidate): \(started.log)")
         }
-        child = try ChildUnderTest(name: "dwell-\(port)", executable: try dwellBinary(), arguments: arguments + extra)
-        try waitUntilHealthy()
+        throw lastError
     }
 
     func waitUntilHealthy(seconds: Double = 15) throws {

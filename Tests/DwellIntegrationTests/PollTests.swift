@@ -28,13 +28,15 @@ struct PollTests {
     func timeoutAnswer() throws {
         let redis = try RedisUnderTest()
         let dwell = try DwellUnderTest(redis: redis, holdTimeout: 0.5)
-        let response = try dwell.connection().request("GET", "/api/poll?channels=quiet&lastEventId=7")
+        let cursor = try dwell.client().publish(channel: "elsewhere", dataJSON: "1")
+        let response = try dwell.connection().request("GET", "/api/poll?channels=quiet&lastEventId=\(cursor)")
         let object = try jsonObject(response)
 
         #expect(response.status == 200)
         #expect(response.header("cache-control") == "no-store")
         #expect(object["timeout"] as? Bool == true)
-        #expect((object["lastEventId"] as? NSNumber)?.intValue == 7)
+        #expect((object["lastEventId"] as? NSNumber)?.uint64Value == cursor)
+        #expect(object["epoch"] is String)
         #expect((object["messages"] as? [Any])?.isEmpty == true)
         #expect(object["hasMore"] as? Bool == false)
     }

@@ -21,10 +21,14 @@ struct RedisOutageTests {
 
         try redis.restart()
         try dwell.waitUntilHealthy(seconds: 20)
-        // Redis came back empty and its counter restarted, which a cursor of 0 survives.
+        // Redis came back empty, so the held poll learns that its epoch is gone;
+        // polling again in the new epoch finds what was published since.
         let id = try dwell.client().publish(channel: "up", dataJSON: #""after""#)
         let result = try poll.value(timeout: 30)
-        #expect(result.messages.contains { ($0["id"] as? NSNumber)?.uint64Value == id })
+        #expect(result.isReset)
+        #expect(result.lastEventID == 0)
+        let again = try dwell.client().poll(channels: ["up"], cursor: result.lastEventID, epoch: result.epoch)
+        #expect(again.messages.contains { ($0["id"] as? NSNumber)?.uint64Value == id })
     }
 }
 
