@@ -13,6 +13,7 @@ let topLevelUsage = """
       serve       run the long-polling server (supervisor, workers, private Redis)
       publish     publish one message: dwell publish [--url U] CHANNEL JSON
       subscribe   poll channels and print each message as one JSON line
+      check       check delivery against a running cluster, with faults
       version     print the version
 
     Run 'dwell COMMAND --help' for the options of a command.
@@ -36,6 +37,8 @@ func runCommand(_ arguments: [String]) throws(UsageError) -> Int32 {
         return try publish(rest)
     case "subscribe":
         return try subscribe(rest)
+    case "check":
+        return try check(rest)
     case "version", "--version":
         print("dwell \(dwellVersion)")
         return 0

@@ -22,6 +22,7 @@ struct OptionParser {
     func parse(_ arguments: [String]) throws(UsageError) -> (values: [(String, String)], rest: [String]) {
         var cArguments: [UnsafeMutablePointer<CChar>?] = ([command] + arguments).map { strdup($0) }
         cArguments.append(nil)
+        let options = self.options + [Option(name: "help", takesValue: false)]
         var longOptions = options.enumerated().map { index, option in
             CDwellShim.option(
                 name: strdup(option.name), has_arg: option.takesValue ? required_argument : no_argument,

@@ -67,6 +67,15 @@ struct PollParametersTests {
         #expect(try parse("channels=a", header: " 9 ").cursor == 9)
     }
 
+    @Test("epoch parsed and validated")
+    func epoch() throws {
+        #expect(try parse("channels=a&epoch=0af3b2").epoch == "0af3b2")
+        #expect(try parse("channels=a").epoch == nil)
+        #expect(throws: RequestError.self) { try parse("channels=a&epoch=") }
+        #expect(throws: RequestError.self) { try parse("channels=a&epoch=a:b") }
+        #expect(throws: RequestError.self) { try parse("channels=a&epoch=\(String(repeating: "f", count: 65))") }
+    }
+
     @Test("invalid Last-Event-ID header rejected")
     func invalidHeader() {
         #expect(throws: RequestError.self) { try parse("channels=a", header: "x") }
