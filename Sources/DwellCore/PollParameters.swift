@@ -46,7 +46,7 @@ public struct PollParameters: Equatable {
                 || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
         }
         guard isValid else {
-            throw .badRequest("invalid epoch '\(raw)': pass the epoch of an earlier answer unchanged")
+            throw .badRequest("invalid epoch '\(raw)': pass the epoch of an earlier response unchanged")
         }
         return raw
     }

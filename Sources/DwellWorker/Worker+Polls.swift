@@ -232,7 +232,7 @@ extension Worker {
                 answerWithError(poll, status: 503, message: "this worker is draining; poll again")
                 return
             }
-            answerWithError(poll, status: 503, message: "Redis did not answer in time; poll again")
+            answerWithError(poll, status: 503, message: "Redis did not respond in time; poll again")
             return
         }
         let extra =

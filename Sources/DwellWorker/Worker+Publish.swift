@@ -108,7 +108,7 @@ extension Worker {
         commands.evaluate(StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)) {
             [unowned self] result in
             guard case .success(let value) = result, let page = BacklogPage(value) else {
-                respond(to: connection, error: RequestError.unavailable("Redis did not answer the range read; retry"))
+                respond(to: connection, error: RequestError.unavailable("Redis did not respond to the range read; retry"))
                 return
             }
             // Ids from `from` up to the first retained one may have belonged to

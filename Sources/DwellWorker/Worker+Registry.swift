@@ -37,7 +37,7 @@ extension Worker {
             else {
                 Log.warning("user.admit_failed", ["user": userID, "result": result])
                 if !poll.isReleased {
-                    answerWithError(poll, status: 503, message: "Redis did not answer; poll again shortly")
+                    answerWithError(poll, status: 503, message: "Redis did not respond; poll again shortly")
                 }
                 return
             }

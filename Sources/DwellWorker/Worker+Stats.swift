@@ -56,7 +56,7 @@ extension Worker {
     }
 
     func respondWithMetrics(on connection: HTTPConnection) {
-        readClusterView(usersCursor: "0", usersPerPage: 1, on: connection) { [unowned self] view in
+        readClusterView(usersCursor: "0", usersPerPage: 1, on: connection) { view in
             connection.respond(
                 HTTPResponse(
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
@@ -78,7 +78,7 @@ extension Worker {
         ) { [unowned self] result in
             guard case .success(let value) = result, let view = ClusterView(value) else {
                 Log.warning("stats.read_failed", ["result": result])
-                respond(to: connection, error: RequestError.unavailable("Redis did not answer; retry shortly"))
+                respond(to: connection, error: RequestError.unavailable("Redis did not respond; retry shortly"))
                 return
             }
             completion(view)
