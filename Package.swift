@@ -23,6 +23,12 @@ let package = Package(
             name: "CHTTPParser",
             providers: [.apt(["libhttp-parser-dev"])]
         ),
+        // Strict JSON for request bodies: Foundation's parser accepts trailing commas.
+        .systemLibrary(
+            name: "CJansson",
+            pkgConfig: "jansson",
+            providers: [.apt(["libjansson-dev"])]
+        ),
         .target(name: "CDwellShim"),
         .target(name: "DwellCore"),
         .target(name: "DwellEventLoop", dependencies: ["CLibUV", "CDwellShim"]),
@@ -30,7 +36,7 @@ let package = Package(
         .target(name: "DwellRedis", dependencies: ["DwellCore", "DwellEventLoop", "CLibUV", "CHiredis"]),
         .target(
             name: "DwellWorker",
-            dependencies: ["DwellCore", "DwellEventLoop", "DwellHTTP", "DwellRedis", "CDwellShim"]
+            dependencies: ["DwellCore", "DwellEventLoop", "DwellHTTP", "DwellRedis", "CDwellShim", "CJansson"]
         ),
         .target(
             name: "DwellSupervisor",

@@ -86,7 +86,8 @@ public final class DwellClient {
         let response = try request("POST", "/api/messages", headers: headers, body: Array(body.utf8))
         let object = try Self.object(response)
         guard response.status == 200, let id = (object["messageId"] as? NSNumber)?.uint64Value else {
-            throw ClientError("publish failed with status \(response.status): \(response.bodyText)")
+            throw ClientError(
+                "publish failed with status \(response.status): \(response.bodyText)", status: response.status)
         }
         return id
     }
@@ -95,7 +96,7 @@ public final class DwellClient {
     public func poll(channels: [String], cursor: UInt64?, limit: Int? = nil, epoch: String? = nil)
         throws(ClientError) -> PollResult
     {
-        var target = "/api/poll?channels=" + channels.joined(separator: ",")
+        var target = "/api/poll?channels=" + channels.map(Self.encodeQueryValue).joined(separator: ",")
         if let cursor {
             target += "&lastEventId=\(cursor)"
         }
@@ -110,7 +111,7 @@ public final class DwellClient {
         guard response.status == 200, let messages = object["messages"] as? [[String: Any]],
             let last = (object["lastEventId"] as? NSNumber)?.uint64Value
         else {
-            throw ClientError("poll failed with status \(response.status): \(response.bodyText)")
+            throw ClientError("poll failed with status \(response.status): \(response.bodyText)", status: response.status)
         }
         return PollResult(
             messages: messages, lastEventID: last, hasMore: object["hasMore"] as? Bool ?? false,
@@ -119,11 +120,21 @@ public final class DwellClient {
             missed: object["missed"] as? Bool ?? false)
     }
 
+    /// Percent-encodes everything but unreserved characters, so a channel name
+    /// with a space or comma reaches the server as the caller wrote it.
+    static func encodeQueryValue(_ value: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~:@")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+
     static func object(_ response: ClientResponse) throws(ClientError) -> [String: Any] {
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(response.body)),
             let object = parsed as? [String: Any]
         else {
-            throw ClientError("status \(response.status) with a body that is not a JSON object: \(response.bodyText)")
+            throw ClientError(
+                "status \(response.status) with a body that is not a JSON object: \(response.bodyText)",
+                status: response.status)
         }
         return object
     }

@@ -4,9 +4,13 @@ import Glibc
 /// A failure of the client, with the operation and the reason.
 public struct ClientError: Error, CustomStringConvertible {
     public let description: String
+    /// The HTTP status when the server answered with an error, nil for a failure
+    /// to connect, send or receive.
+    public let status: Int?
 
-    public init(_ description: String) {
+    public init(_ description: String, status: Int? = nil) {
         self.description = description
+        self.status = status
     }
 }
 

@@ -158,15 +158,18 @@ extension HTTPConnection {
     }
 
     /// Sends `100 Continue` when due and moves the read deadline along with the
-    /// request: the header deadline runs from the request's first byte and is never
-    /// extended, and the body deadline restarts with every read.
+    /// request. The header deadline runs from the request's first byte and the body
+    /// deadline from the end of the headers, and neither is extended by later
+    /// reads, so a client that trickles bytes cannot hold the connection.
     private func requestProgressed(_ decoder: RequestDecoder) {
         if decoder.takeContinueExpectation() {
             enqueueWrite(head: nil, body: HTTPConnection.continueResponse, resumesParsing: false)
         }
 
         if decoder.areHeadersComplete {
-            setReadDeadline(.body, after: server.limits.idleTimeoutMilliseconds)
+            if readDeadlineKind != .body || readDeadline == 0 {
+                setReadDeadline(.body, after: server.limits.bodyTimeoutMilliseconds)
+            }
         } else if decoder.isRequestStarted, readDeadlineKind != .header || readDeadline == 0 {
             setReadDeadline(.header, after: server.limits.headerTimeoutMilliseconds)
         }

@@ -16,9 +16,11 @@ public struct HTTPLimits {
     /// until the request's headers are complete. Past it the connection is closed,
     /// after a 408 when part of a request arrived and no response was sent on it yet.
     public var headerTimeoutMilliseconds: UInt64 = 10_000
-    /// Time a keep-alive connection may wait for its next request, and the time a
-    /// request body may go without receiving a byte.
+    /// Time a keep-alive connection may wait for its next request.
     public var idleTimeoutMilliseconds: UInt64 = 75_000
+    /// Time from the end of a request's headers until its whole body has arrived,
+    /// however the client paces it. Past it the client gets 408 and the connection closes.
+    public var bodyTimeoutMilliseconds: UInt64 = 30_000
     /// Time a queued write may take to drain into the socket before the connection is closed.
     public var writeTimeoutMilliseconds: UInt64 = 10_000
     /// Maximum bytes queued for writing on one connection. Past it the connection is closed.

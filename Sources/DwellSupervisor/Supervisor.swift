@@ -70,6 +70,18 @@ public final class Supervisor {
             throw SystemError(call: "--workers \(configuration.workers): at least 1 worker is required", errno: EINVAL)
         }
         var port = configuration.port
+        if port != 0 {
+            // SO_REUSEPORT would let this server share a port that another Dwell
+            // (or any program of this user with SO_REUSEPORT) already serves, so
+            // first try the port alone, which fails when anyone listens on it.
+            var failedCall: UnsafePointer<CChar>?
+            let probe = dwell_listen_tcp(configuration.host, Int32(port), 1, 0, &failedCall)
+            guard probe >= 0 else {
+                let call = failedCall.map { String(cString: $0) } ?? "listen"
+                throw SystemError(call: "\(call) \(configuration.host):\(port)", errno: -probe)
+            }
+            close(probe)
+        }
         for index in 0..<configuration.workers {
             var failedCall: UnsafePointer<CChar>?
             let descriptor = dwell_listen_tcp(configuration.host, Int32(port), 1024, 1, &failedCall)

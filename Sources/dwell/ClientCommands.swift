@@ -84,17 +84,28 @@ func subscribe(_ arguments: [String]) throws(UsageError) -> Int32 {
 /// capped exponential backoff after a failure.
 private func followChannels(_ client: DwellClient, channels: [String], cursor start: UInt64?) -> Int32 {
     var cursor = start
+    var epoch: String?
     var backoff = 0.25
     while true {
-        do {
-            let result = try client.poll(channels: channels, cursor: cursor)
+        do throws(ClientError) {
+            let result = try client.poll(channels: channels, cursor: cursor, epoch: epoch)
+            if result.isReset {
+                FileHandle.standardError.write(Data("warning: Redis lost its data; following the new epoch\n".utf8))
+            }
             for message in result.messages {
-                let line = try JSONSerialization.data(withJSONObject: message, options: [.sortedKeys])
+                // The objects came from JSON, so serializing them again cannot fail.
+                let line = (try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys])) ?? Data()
                 FileHandle.standardOutput.write(line + Data("\n".utf8))
             }
             cursor = result.lastEventID
+            epoch = result.epoch
             backoff = 0.25
         } catch {
+            // A request the server rejects will be rejected again: stop instead of retrying.
+            if let status = error.status, (400..<500).contains(status), status != 408, status != 429 {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                return 1
+            }
             FileHandle.standardError.write(Data("warning: \(error); retrying in \(backoff) s\n".utf8))
             Thread.sleep(forTimeInterval: backoff)
             backoff = min(backoff * 2, 10)

@@ -170,11 +170,14 @@ enum ServeOptions {
         return value
     }
 
-    /// Seconds, fractions allowed, above 0 and at most one day.
+    /// Seconds as a decimal number (`25`, `0.5`), at least 1 ms and at most one day;
+    /// hexadecimal, exponents, signs and spaces are rejected.
     static func duration(_ text: String, flag: String) throws(UsageError) -> Double {
-        guard let value = Double(text), value.isFinite, value > 0, value <= 86_400 else {
+        let isDecimal = !text.isEmpty && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }
+            && text.utf8.filter { $0 == 0x2E }.count <= 1 && text.utf8.first != 0x2E && text.utf8.last != 0x2E
+        guard isDecimal, let value = Double(text), value >= 0.001, value <= 86_400 else {
             throw UsageError(
-                message: "invalid value '\(text)' for --\(flag): use seconds above 0 and at most 86400")
+                message: "invalid value '\(text)' for --\(flag): use seconds from 0.001 to 86400, such as 25 or 0.5")
         }
         return value
     }

@@ -446,6 +446,29 @@ import Testing
         #expect(harness.pump { harness.server.connectionCount == 0 })
     }
 
+    @Test func trickledBodyTimesOut() throws {
+        var limits = HTTPLimits()
+        limits.bodyTimeoutMilliseconds = 600
+        let harness = try ServerHarness(limits: limits)
+        defer { harness.shutdown() }
+        let client = try harness.connect()
+
+        harness.send("POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n", on: client)
+        // One byte every 200 ms keeps the connection busy, but not past the body deadline.
+        var sent = 0
+        let trickle = LoopTimer(loop: harness.loop) {
+            sent += 1
+            harness.send("x", on: client)
+        }
+        trickle.start(afterMilliseconds: 200, repeatMilliseconds: 200)
+        #expect(harness.pump { client.isEndOfStream })
+        trickle.close()
+
+        #expect(sent < 10)
+        #expect(client.responses().map(\.status) == [408])
+        #expect(harness.received.isEmpty)
+    }
+
     @Test func heldRequestHasNoTimeout() throws {
         var limits = HTTPLimits()
         limits.headerTimeoutMilliseconds = 250
