@@ -72,10 +72,11 @@ public final class DeliveryChecker: @unchecked Sendable {
         }
         for index in 0..<options.publishers {
             finished.enter()
-            threads.append(Thread { [self] in
-                publishLoop(index)
-                finished.leave()
-            })
+            threads.append(
+                Thread { [self] in
+                    publishLoop(index)
+                    finished.leave()
+                })
         }
         threads.forEach { $0.start() }
 

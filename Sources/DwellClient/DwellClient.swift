@@ -111,7 +111,8 @@ public final class DwellClient {
         guard response.status == 200, let messages = object["messages"] as? [[String: Any]],
             let last = (object["lastEventId"] as? NSNumber)?.uint64Value
         else {
-            throw ClientError("poll failed with status \(response.status): \(response.bodyText)", status: response.status)
+            throw ClientError(
+                "poll failed with status \(response.status): \(response.bodyText)", status: response.status)
         }
         return PollResult(
             messages: messages, lastEventID: last, hasMore: object["hasMore"] as? Bool ?? false,
@@ -140,7 +141,8 @@ public final class DwellClient {
     }
 
     static func quote(_ text: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])) ?? Data("\"\"".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])) ?? Data("\"\"".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -41,10 +41,13 @@ public struct PollParameters: Equatable {
 
     static func parseEpoch(_ raw: String?) throws(RequestError) -> String? {
         guard let raw else { return nil }
-        let isValid = !raw.isEmpty && raw.utf8.count <= 64 && raw.utf8.allSatisfy { byte in
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
-        }
+        let isValid =
+            !raw.isEmpty && raw.utf8.count <= 64
+            && raw.utf8.allSatisfy { byte in
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                    || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            }
         guard isValid else {
             throw .badRequest("invalid epoch '\(raw)': pass the epoch of an earlier response unchanged")
         }

@@ -75,9 +75,11 @@ public enum Log {
 
     /// Quotes values with spaces, quotes or `=`, so each line stays machine-readable.
     static func quoted(_ value: String) -> String {
-        let needsQuotes = value.isEmpty || value.utf8.contains { byte in
-            byte == 0x20 || byte == 0x22 || byte == 0x3D || byte < 0x20 || byte == 0x5C
-        }
+        let needsQuotes =
+            value.isEmpty
+            || value.utf8.contains { byte in
+                byte == 0x20 || byte == 0x22 || byte == 0x3D || byte < 0x20 || byte == 0x5C
+            }
         guard needsQuotes else { return value }
 
         var escaped = "\""

@@ -21,10 +21,12 @@ public final class LoopTimer {
     /// `repeatMilliseconds` unless it is 0.
     public func start(afterMilliseconds: UInt64, repeatMilliseconds: UInt64 = 0) {
         precondition(!isClosed, "LoopTimer.start after close")
-        uv_timer_start(handle, { handle in
-            let timer = Unmanaged<LoopTimer>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-            timer.action()
-        }, afterMilliseconds, repeatMilliseconds)
+        uv_timer_start(
+            handle,
+            { handle in
+                let timer = Unmanaged<LoopTimer>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+                timer.action()
+            }, afterMilliseconds, repeatMilliseconds)
     }
 
     public func stop() {

@@ -12,11 +12,13 @@ public final class SignalWatcher {
         handle = .allocate(capacity: 1)
         uv_signal_init(loop.raw, handle)
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        uv_signal_start(handle, { handle, signum in
-            let watcher = Unmanaged<SignalWatcher>.fromOpaque(handle!.pointee.data)
-                .takeUnretainedValue()
-            watcher.action(signum)
-        }, signal)
+        uv_signal_start(
+            handle,
+            { handle, signum in
+                let watcher = Unmanaged<SignalWatcher>.fromOpaque(handle!.pointee.data)
+                    .takeUnretainedValue()
+                watcher.action(signum)
+            }, signal)
     }
 
     /// Lets the loop exit while only this watcher is active.

@@ -43,7 +43,8 @@ extension Supervisor {
         var pipeDescriptors: [Int32] = [-1, -1]
         let pipeStatus = dwell_pipe(&pipeDescriptors)
         guard pipeStatus == 0 else {
-            Log.error("supervisor.pipe_failed", ["slot": slot.index, "error": SystemError(call: "pipe2", errno: -pipeStatus)])
+            Log.error(
+                "supervisor.pipe_failed", ["slot": slot.index, "error": SystemError(call: "pipe2", errno: -pipeStatus)])
             scheduleRestart(of: slot)
             return
         }
@@ -115,8 +116,10 @@ extension Supervisor {
                 }
                 Log.error(
                     "supervisor.worker_exit",
-                    ["slot": slot.index, "pid": worker.child.pid, "reason": reason, "uptime_ms": uptime,
-                     "restart_ms": slot.restartDelayMilliseconds])
+                    [
+                        "slot": slot.index, "pid": worker.child.pid, "reason": reason, "uptime_ms": uptime,
+                        "restart_ms": slot.restartDelayMilliseconds,
+                    ])
                 scheduleRestart(of: slot)
             }
         } else {

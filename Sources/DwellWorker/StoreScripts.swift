@@ -31,48 +31,49 @@ enum StoreScripts {
     /// idempotency key ("" for none), candidate epoch.
     /// The channel metadata hash keeps the last id and the highest trimmed id, for
     /// telling readers that messages after their cursor are gone.
-    private static let store = epochPrelude + """
-        local epoch = current_epoch(ARGV[6])
-        local log = 'dwell:log:' .. epoch .. ':' .. ARGV[1]
-        local meta = 'dwell:meta:' .. epoch .. ':' .. ARGV[1]
-        local idempotency = 'dwell:idem:' .. epoch .. ':' .. ARGV[5]
-        if ARGV[5] ~= '' then
-          local previous = redis.call('GET', idempotency)
-          if previous then return {tonumber(previous), 1, 0, epoch} end
-        end
-        local id = redis.call('INCR', KEYS[2])
-        local clock = redis.call('TIME')
-        local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-        local message = string.format('{"id":%d,"channel":"%s","data":%s,"timestamp":%d}',
-          id, ARGV[1], ARGV[2], ms)
-        redis.call('ZADD', log, id, message)
-        local trimmed = 0
-        local excess = redis.call('ZCARD', log) - tonumber(ARGV[3])
-        if excess > 0 then
-          local last = redis.call('ZRANGE', log, excess - 1, excess - 1, 'WITHSCORES')
-          trimmed = tonumber(last[2])
-          redis.call('ZREMRANGEBYRANK', log, 0, excess - 1)
-        end
-        -- Age trimming is bounded per publish; the log's expiry removes the rest
-        -- of a channel that stops receiving messages.
-        local cutoff = ms - tonumber(ARGV[4])
-        for _ = 1, 100 do
-          local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
-          if #oldest == 0 then break end
-          local stamp = tonumber(string.match(oldest[1], '"timestamp":(%d+)}$'))
-          if stamp == nil or stamp >= cutoff then break end
-          trimmed = tonumber(oldest[2])
-          redis.call('ZREMRANGEBYRANK', log, 0, 0)
-        end
-        redis.call('PEXPIRE', log, ARGV[4])
-        redis.call('HSET', meta, 'last', id)
-        if trimmed > 0 then redis.call('HSET', meta, 'trimmed', trimmed) end
-        -- The metadata outlives the log, so a reader learns that an expired log
-        -- held messages after its cursor.
-        redis.call('PEXPIRE', meta, math.max(tonumber(ARGV[4]) * 2, 604800000))
-        if ARGV[5] ~= '' then redis.call('SET', idempotency, id, 'PX', ARGV[4]) end
+    private static let store =
+        epochPrelude + """
+            local epoch = current_epoch(ARGV[6])
+            local log = 'dwell:log:' .. epoch .. ':' .. ARGV[1]
+            local meta = 'dwell:meta:' .. epoch .. ':' .. ARGV[1]
+            local idempotency = 'dwell:idem:' .. epoch .. ':' .. ARGV[5]
+            if ARGV[5] ~= '' then
+              local previous = redis.call('GET', idempotency)
+              if previous then return {tonumber(previous), 1, 0, epoch} end
+            end
+            local id = redis.call('INCR', KEYS[2])
+            local clock = redis.call('TIME')
+            local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+            local message = string.format('{"id":%d,"channel":"%s","data":%s,"timestamp":%d}',
+              id, ARGV[1], ARGV[2], ms)
+            redis.call('ZADD', log, id, message)
+            local trimmed = 0
+            local excess = redis.call('ZCARD', log) - tonumber(ARGV[3])
+            if excess > 0 then
+              local last = redis.call('ZRANGE', log, excess - 1, excess - 1, 'WITHSCORES')
+              trimmed = tonumber(last[2])
+              redis.call('ZREMRANGEBYRANK', log, 0, excess - 1)
+            end
+            -- Age trimming is bounded per publish; the log's expiry removes the rest
+            -- of a channel that stops receiving messages.
+            local cutoff = ms - tonumber(ARGV[4])
+            for _ = 1, 100 do
+              local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+              if #oldest == 0 then break end
+              local stamp = tonumber(string.match(oldest[1], '"timestamp":(%d+)}$'))
+              if stamp == nil or stamp >= cutoff then break end
+              trimmed = tonumber(oldest[2])
+              redis.call('ZREMRANGEBYRANK', log, 0, 0)
+            end
+            redis.call('PEXPIRE', log, ARGV[4])
+            redis.call('HSET', meta, 'last', id)
+            if trimmed > 0 then redis.call('HSET', meta, 'trimmed', trimmed) end
+            -- The metadata outlives the log, so a reader learns that an expired log
+            -- held messages after its cursor.
+            redis.call('PEXPIRE', meta, math.max(tonumber(ARGV[4]) * 2, 604800000))
+            if ARGV[5] ~= '' then redis.call('SET', idempotency, id, 'PX', ARGV[4]) end
 
-        """
+            """
 
     /// Publishes to a channel: stores the message, then notifies the workers
     /// subscribed to the channel with "<epoch>\n<message>".

@@ -60,7 +60,8 @@ extension Worker {
 
     func areSubscriptionsConfirmed(_ poll: HeldPoll) -> Bool {
         poll.channels.allSatisfy { channel in
-            let redisChannel = Self.isUserChannel(channel)
+            let redisChannel =
+                Self.isUserChannel(channel)
                 ? RedisKeys.serverChannel(serverID) : RedisKeys.notifications(channel)
             return subscriber.isConfirmed(Array(redisChannel.utf8))
         }
@@ -78,7 +79,8 @@ extension Worker {
         let arguments =
             [poll.cursor.map(String.init) ?? "", String(poll.limit), "+inf", poll.epoch ?? "", Self.epochCandidate()]
             + poll.channels
-        commands.evaluate(StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)
+        commands.evaluate(
+            StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)
         ) { [unowned self] result in
             guard !poll.isReleased, poll.readSequence == sequence, poll.state == .readingBacklog else { return }
             backlogArrived(poll, result: result)
@@ -121,10 +123,11 @@ extension Worker {
 
         // Messages after the cursor were trimmed away: say so, and move the cursor
         // past the gap when nothing retained is left to answer with.
-        let missed = page.firstRetainedID > cursor + 1
+        let missed = RetentionGap.isMissed(cursor: cursor, firstRetainedID: page.firstRetainedID)
         guard let last = messages.last else {
             if missed {
-                let next = max(cursor, min(page.firstRetainedID - 1, page.current))
+                let next = RetentionGap.cursorPastGap(
+                    cursor: cursor, firstRetainedID: page.firstRetainedID, current: page.current)
                 let body = JSONText.pollAnswer(
                     messages: [], lastEventID: next, hasMore: false,
                     extraFields: Self.epochField(page.epoch) + #","missed":true"#)
@@ -236,7 +239,8 @@ extension Worker {
             return
         }
         let extra =
-            Self.epochField(poll.epoch) + (outcome == .drain ? #","timeout":true,"reconnect":true"# : #","timeout":true"#)
+            Self.epochField(poll.epoch)
+            + (outcome == .drain ? #","timeout":true,"reconnect":true"# : #","timeout":true"#)
         let body = JSONText.pollAnswer(messages: [], lastEventID: cursor, hasMore: false, extraFields: extra)
         answer(poll, body: SharedBytes(body), outcome: outcome)
     }

@@ -108,13 +108,14 @@ extension Worker {
         commands.evaluate(StoreScripts.read, keys: bytes(StoreScripts.epochKeys), arguments: bytes(arguments)) {
             [unowned self] result in
             guard case .success(let value) = result, let page = BacklogPage(value) else {
-                respond(to: connection, error: RequestError.unavailable("Redis did not respond to the range read; retry"))
+                respond(
+                    to: connection, error: RequestError.unavailable("Redis did not respond to the range read; retry"))
                 return
             }
             // Ids from `from` up to the first retained one may have belonged to
             // these channels and are gone; retainedFrom tells the client where the
             // logs are complete again.
-            let missed = page.firstRetainedID > range.from
+            let missed = RetentionGap.isMissed(cursor: range.from - 1, firstRetainedID: page.firstRetainedID)
             let last = page.messages.last?.id ?? (range.from - 1)
             let extra =
                 Self.epochField(page.epoch) + ",\"retainedFrom\":\(page.firstRetainedID)"

@@ -155,7 +155,9 @@ struct ClusterView {
 
         for fields in servers {
             let labels = "server=\(quote(fields["id"] ?? "")),slot=\(quote(fields["slot"] ?? ""))"
-            add("dwell_held_polls", "Polls held now.", "gauge", "dwell_held_polls{\(labels)} \(fields["heldPolls"] ?? "0")")
+            add(
+                "dwell_held_polls", "Polls held now.", "gauge",
+                "dwell_held_polls{\(labels)} \(fields["heldPolls"] ?? "0")")
             add(
                 "dwell_heartbeat_age_seconds", "Seconds since the server's last heartbeat.", "gauge",
                 "dwell_heartbeat_age_seconds{\(labels)} \(heartbeatAge(fields))")

@@ -173,7 +173,8 @@ enum ServeOptions {
     /// Seconds as a decimal number (`25`, `0.5`), at least 1 ms and at most one day;
     /// hexadecimal, exponents, signs and spaces are rejected.
     static func duration(_ text: String, flag: String) throws(UsageError) -> Double {
-        let isDecimal = !text.isEmpty && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }
+        let isDecimal =
+            !text.isEmpty && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }
             && text.utf8.filter { $0 == 0x2E }.count <= 1 && text.utf8.first != 0x2E && text.utf8.last != 0x2E
         guard isDecimal, let value = Double(text), value >= 0.001, value <= 86_400 else {
             throw UsageError(

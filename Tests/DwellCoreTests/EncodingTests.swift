@@ -7,13 +7,16 @@ struct EncodingTests {
     func pollAnswer() {
         let body = JSONText.pollAnswer(
             messages: [Array(#"{"id":1}"#.utf8), Array(#"{"id":2}"#.utf8)], lastEventID: 2, hasMore: true)
-        #expect(String(decoding: body, as: UTF8.self) == #"{"messages":[{"id":1},{"id":2}],"lastEventId":2,"hasMore":true}"#)
+        #expect(
+            String(decoding: body, as: UTF8.self) == #"{"messages":[{"id":1},{"id":2}],"lastEventId":2,"hasMore":true}"#
+        )
     }
 
     @Test("timeout answer carries extra fields")
     func timeoutAnswer() {
         let body = JSONText.pollAnswer(messages: [], lastEventID: 7, hasMore: false, extraFields: #","timeout":true"#)
-        #expect(String(decoding: body, as: UTF8.self) == #"{"messages":[],"lastEventId":7,"hasMore":false,"timeout":true}"#)
+        #expect(
+            String(decoding: body, as: UTF8.self) == #"{"messages":[],"lastEventId":7,"hasMore":false,"timeout":true}"#)
     }
 
     @Test("error strings are escaped")

@@ -3,12 +3,16 @@ import Testing
 
 @Suite("Identifiers")
 struct IdentifiersTests {
-    @Test("valid channel names", arguments: ["a", "room:1", "user@example.com", "A-Z_0.9", String(repeating: "x", count: 128)])
+    @Test(
+        "valid channel names",
+        arguments: ["a", "room:1", "user@example.com", "A-Z_0.9", String(repeating: "x", count: 128)])
     func validChannels(name: String) {
         #expect(Identifiers.isValidChannel(name))
     }
 
-    @Test("invalid channel names", arguments: ["", " ", "a b", "a/b", "é", "a\u{0}", String(repeating: "x", count: 129), "a,b", "*"])
+    @Test(
+        "invalid channel names",
+        arguments: ["", " ", "a b", "a/b", "é", "a\u{0}", String(repeating: "x", count: 129), "a,b", "*"])
     func invalidChannels(name: String) {
         #expect(!Identifiers.isValidChannel(name))
     }

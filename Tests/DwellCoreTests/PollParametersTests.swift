@@ -44,12 +44,14 @@ struct PollParametersTests {
         #expect(throws: RequestError.self) { try parse("lastEventId=1") }
     }
 
-    @Test("invalid values rejected with 400", arguments: [
-        "channels=", "channels=a,,b", "channels=a%20b", "channels=\(String(repeating: "x", count: 129))",
-        "channels=a&lastEventId=-1", "channels=a&lastEventId=1.5", "channels=a&lastEventId=abc",
-        "channels=a&lastEventId=99999999999999999999", "channels=a&limit=0", "channels=a&limit=1001",
-        "channels=a&limit=x", "channels=a&userId=a:b", "channels=%zz", "channels=%C3%28",
-    ])
+    @Test(
+        "invalid values rejected with 400",
+        arguments: [
+            "channels=", "channels=a,,b", "channels=a%20b", "channels=\(String(repeating: "x", count: 129))",
+            "channels=a&lastEventId=-1", "channels=a&lastEventId=1.5", "channels=a&lastEventId=abc",
+            "channels=a&lastEventId=99999999999999999999", "channels=a&limit=0", "channels=a&limit=1001",
+            "channels=a&limit=x", "channels=a&userId=a:b", "channels=%zz", "channels=%C3%28",
+        ])
     func invalidValues(query: String) {
         do {
             _ = try parse(query)

@@ -93,7 +93,9 @@ struct ClusterTests {
     @Test("per-user limit holds across servers")
     func perUserLimit() throws {
         let cluster = try Cluster(maxPollsPerUser: 3)
-        let held = [userPoll(cluster.a, user: "erin"), userPoll(cluster.b, user: "erin"), userPoll(cluster.a, user: "erin")]
+        let held = [
+            userPoll(cluster.a, user: "erin"), userPoll(cluster.b, user: "erin"), userPoll(cluster.a, user: "erin"),
+        ]
         try waitUntil(10, "three polls of erin") { try cluster.userPolls("erin", via: cluster.b) == 3 }
 
         let rejected = try cluster.b.connection().request("GET", "/api/poll?userId=erin&lastEventId=0")
@@ -143,7 +145,9 @@ struct ClusterTests {
         let poll = userPoll(cluster.a, user: "ivy")
         try waitUntil(10, "A's heartbeat to report one held poll") {
             let servers = try cluster.stats(cluster.b)["servers"] as? [[String: Any]] ?? []
-            return servers.contains { ($0["port"] as? NSNumber)?.intValue == cluster.a.port && ($0["heldPolls"] as? NSNumber)?.intValue == 1 }
+            return servers.contains {
+                ($0["port"] as? NSNumber)?.intValue == cluster.a.port && ($0["heldPolls"] as? NSNumber)?.intValue == 1
+            }
         }
         let stats = try cluster.stats(cluster.b)
         #expect((stats["totalHeldPolls"] as? NSNumber)?.intValue == 1)
@@ -155,8 +159,9 @@ struct ClusterTests {
         #expect(try poll.value().status == 200)
         try waitUntil(10, "the delivery in the metrics") {
             let metrics = try cluster.b.connection().request("GET", "/metrics").bodyText
-            return metrics.contains("dwell_deliveries_total{server=") && metrics.range(
-                of: #"dwell_deliveries_total\{[^}]*\} 1"#, options: .regularExpression) != nil
+            return metrics.contains("dwell_deliveries_total{server=")
+                && metrics.range(
+                    of: #"dwell_deliveries_total\{[^}]*\} 1"#, options: .regularExpression) != nil
         }
         let metrics = try cluster.a.connection().request("GET", "/metrics")
         #expect(metrics.header("content-type")?.hasPrefix("text/plain") == true)

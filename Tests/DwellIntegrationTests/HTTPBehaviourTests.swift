@@ -49,27 +49,29 @@ struct HTTPBehaviourTests {
         #expect(connection.isClosedByPeer(waitMilliseconds: 2_000))
     }
 
-    @Test("malformed requests get their status codes", arguments: [
-        ("GET /api/poll?channels=bad%20name HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("GET /api/poll?channels=a&lastEventId=-3 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("GET /api/poll?channels=a&limit=0 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
-        ("DELETE /api/poll HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-        ("HEAD /api/poll?channels=a HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-        ("GARBAGE\r\n\r\n", 400),
-        ("GET /api/poll/health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
-        (post("{bad}"), 400),
-        (post(#"{"channel":"a"}"#), 400),
-        (post(#"{"data":1}"#), 400),
-        (post(#"{"channel":"a b","data":1}"#), 400),
-        (post(#"{"channel":7,"data":1}"#), 400),
-        (post(#"{"channel":"a","data":"\ud800"}"#), 400),
-        (post(#"[1,2]"#), 400),
-        (post(#"{"channel":"a","data":1} trailing"#), 400),
-        ("POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999\r\n\r\n", 413),
-        ("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-        ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 9000))\r\n\r\n", 431),
-    ])
+    @Test(
+        "malformed requests get their status codes",
+        arguments: [
+            ("GET /api/poll?channels=bad%20name HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /api/poll?channels=a&lastEventId=-3 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /api/poll?channels=a&limit=0 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+            ("DELETE /api/poll HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+            ("HEAD /api/poll?channels=a HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+            ("GARBAGE\r\n\r\n", 400),
+            ("GET /api/poll/health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+            (post("{bad}"), 400),
+            (post(#"{"channel":"a"}"#), 400),
+            (post(#"{"data":1}"#), 400),
+            (post(#"{"channel":"a b","data":1}"#), 400),
+            (post(#"{"channel":7,"data":1}"#), 400),
+            (post(#"{"channel":"a","data":"\ud800"}"#), 400),
+            (post(#"[1,2]"#), 400),
+            (post(#"{"channel":"a","data":1} trailing"#), 400),
+            ("POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999\r\n\r\n", 413),
+            ("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+            ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 9000))\r\n\r\n", 431),
+        ])
     func malformed(request: String, status: Int) throws {
         let redis = try RedisUnderTest()
         let dwell = try DwellUnderTest(redis: redis)

@@ -51,7 +51,9 @@ struct OperationsTests {
         let client = try DwellClient(url: "http://127.0.0.1:\(proxy.port)", timeoutSeconds: 30)
         let cursor = try client.publish(channel: "edge", dataJSON: "0")
 
-        let poll = Background { try DwellClient(url: "http://127.0.0.1:\(proxy.port)").poll(channels: ["edge"], cursor: cursor) }
+        let poll = Background {
+            try DwellClient(url: "http://127.0.0.1:\(proxy.port)").poll(channels: ["edge"], cursor: cursor)
+        }
         try waitUntil(10, "the poll to be held behind nginx") { try dwell.heldPolls() == 1 }
         let id = try client.publish(channel: "edge", dataJSON: #"{"small":true}"#)
 

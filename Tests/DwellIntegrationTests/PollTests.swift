@@ -144,7 +144,8 @@ struct PollTests {
         let client = try dwell.client()
         let ids = try (0..<4).map { try client.publish(channel: "r", dataJSON: String($0)) }
 
-        let response = try dwell.connection().request("GET", "/api/messages/range?channels=r&from=\(ids[1])&to=\(ids[2])")
+        let response = try dwell.connection().request(
+            "GET", "/api/messages/range?channels=r&from=\(ids[1])&to=\(ids[2])")
         let messages = try jsonObject(response)["messages"] as? [[String: Any]] ?? []
         #expect(response.status == 200)
         #expect(messages.compactMap { ($0["id"] as? NSNumber)?.uint64Value } == [ids[1], ids[2]])

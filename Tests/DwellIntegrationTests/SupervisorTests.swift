@@ -72,7 +72,7 @@ struct SupervisorTests {
             return false
         }
         #expect(replacement > 0)
-        #expect(Date().timeIntervalSince(killedAt) < 2.5, "slot 0 took too long to come back")
+        #expect(Date().timeIntervalSince(killedAt) < 2.0, "slot 0 took too long to come back")
 
         let id = try dwell.client().publish(channel: "k", dataJSON: "1")
         for pinned in survivors {
