@@ -35,6 +35,11 @@ extension Worker {
     /// Registers a poll in the channel index and reads its backlog once its
     /// subscriptions are confirmed.
     func hold(_ poll: HeldPoll) {
+        // A poll admitted after the drain began would otherwise wait for the drain timeout.
+        guard !isDraining else {
+            answerWithTimeout(poll, outcome: .drain)
+            return
+        }
         poll.state = .subscribing
         polls.insert(poll, channels: poll.channels)
         for channel in poll.channels {

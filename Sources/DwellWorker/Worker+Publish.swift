@@ -12,15 +12,17 @@ extension Worker {
 
     /// Stores a message in the user's own channel; every poll that reads that
     /// channel, on any worker, receives it.
-    func publishToUser(_ userID: Substring, _ request: HTTPRequest, on connection: HTTPConnection)
+    func publishToUser(_ pathSegment: Substring, _ request: HTTPRequest, on connection: HTTPConnection)
         throws(RequestError)
     {
+        // The path segment may be percent-encoded like any other (`%75` for `u`).
+        let userID = try QueryString.decode(pathSegment)
         guard Identifiers.isValidUserID(userID) else {
             throw .badRequest("invalid user id '\(userID)': use 1 to 128 characters of A-Z a-z 0-9 _ - . @")
         }
         let message = try PublishRequest(
             body: request.body, idempotencyKey: request.header("idempotency-key"),
-            fixedChannel: Identifiers.userChannel(String(userID)))
+            fixedChannel: Identifiers.userChannel(userID))
         store(message, on: connection)
     }
 
