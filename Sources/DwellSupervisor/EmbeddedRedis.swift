@@ -12,6 +12,7 @@ final class EmbeddedRedis {
     private var process: ChildProcess?
     private var isStopping = false
     private var restartDelayMilliseconds: UInt64 = 100
+    private var startedAt: UInt64 = 0
     private var restartTimer: LoopTimer?
     private var onStopped: (() -> Void)?
 
@@ -65,6 +66,7 @@ final class EmbeddedRedis {
         process = try ChildProcess(loop: loop, program: program, arguments: arguments) { [unowned self] reason in
             exited(reason)
         }
+        startedAt = loop.nowMilliseconds
         Log.info("redis.embedded_started", ["pid": process?.pid ?? 0, "program": program])
     }
 
@@ -77,6 +79,10 @@ final class EmbeddedRedis {
             return
         }
 
+        // A server that stayed up a while crashed once, not in a loop: restart it fast.
+        if loop.nowMilliseconds - startedAt >= 10_000 {
+            restartDelayMilliseconds = 100
+        }
         Log.error("redis.embedded_exited", ["reason": reason, "restart_ms": restartDelayMilliseconds])
         let timer = LoopTimer(loop: loop) { [unowned self] in
             restartTimer?.close()

@@ -17,18 +17,24 @@ enum RegistryScripts {
 
         """
 
-    /// KEYS: server registry, server hash. ARGV: interval ms, then field/value
-    /// pairs of which the first is `id` and the server id.
-    /// Returns {1 when the server was not registered before, Redis time}.
+    /// KEYS: server registry, server hash, epoch key. ARGV: interval ms, then
+    /// field/value pairs of which the first is `id` and the server id.
+    /// Returns {1 when the server was unregistered or already counted as dead,
+    /// Redis time, the current epoch or "" when there is none}. A lapsed server
+    /// may have lost user mappings and targeted messages meanwhile.
     static let heartbeat = RedisScript(
         source: now + """
             local interval = tonumber(ARGV[1])
             local fields = {}
             for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+            local previous = redis.call('ZSCORE', KEYS[1], ARGV[3])
+            local lapsed = (not previous or tonumber(previous) < now) and 1 or 0
             redis.call('HSET', KEYS[2], 'heartbeatAt', now, unpack(fields))
             redis.call('PEXPIRE', KEYS[2], interval * 3)
-            local added = redis.call('ZADD', KEYS[1], now + math.floor(interval * 5 / 2), ARGV[3])
-            return {added, now}
+            redis.call('ZADD', KEYS[1], now + math.floor(interval * 5 / 2), ARGV[3])
+            local epoch = redis.call('GET', KEYS[3]) or ''
+            if redis.call('EXISTS', 'dwell:id') == 0 then epoch = '' end
+            return {lapsed, now, epoch}
             """)
 
     /// KEYS: user hash, this server's user set, server registry, user set.

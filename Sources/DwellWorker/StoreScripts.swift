@@ -46,8 +46,12 @@ enum StoreScripts {
             local ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
             local message = string.format('{"id":%d,"channel":"%s","data":%s,"timestamp":%d}',
               id, ARGV[1], ARGV[2], ms)
-            redis.call('ZADD', log, id, message)
             local trimmed = 0
+            if redis.call('EXISTS', log) == 0 then
+              -- The log expired as a whole: every id up to the channel's last is gone.
+              trimmed = tonumber(redis.call('HGET', meta, 'last') or '0')
+            end
+            redis.call('ZADD', log, id, message)
             local excess = redis.call('ZCARD', log) - tonumber(ARGV[3])
             if excess > 0 then
               local last = redis.call('ZRANGE', log, excess - 1, excess - 1, 'WITHSCORES')

@@ -113,6 +113,7 @@ extension Worker {
             return
         }
 
+        epochObserved(page.epoch)
         if page.isReset {
             answerWithReset(poll, epoch: page.epoch)
             return

@@ -69,6 +69,7 @@ extension Worker {
             if !isRepeat {
                 counters.messagesPublished += 1
             }
+            epochObserved(epoch)
             let duplicate = isRepeat ? #","duplicate":true"# : ""
             Log.debug("message.published", ["channel": channel, "id": id])
             respond(

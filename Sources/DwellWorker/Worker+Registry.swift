@@ -107,19 +107,43 @@ extension Worker {
             "startedAt", String(startedAtWallMilliseconds), "heldPolls", String(polls.count),
         ]
         fields += metricFields()
-        let keys = [RedisKeys.servers, RedisKeys.server(serverID)]
+        let keys = [RedisKeys.servers, RedisKeys.server(serverID), RedisKeys.epoch]
         commands.evaluate(
             RegistryScripts.heartbeat, keys: bytes(keys),
             arguments: bytes([String(configuration.heartbeatIntervalMilliseconds)] + fields)
         ) { [unowned self] result in
-            guard case .success(.array(let reply)) = result, reply.first == .integer(1) else { return }
-            if hasRegistered {
-                // Redis lost this server (restart, or presumed dead): restore its users.
+            guard case .success(.array(let reply)) = result, reply.count == 3, let epoch = reply[2].string else {
+                return
+            }
+            if reply[0] == .integer(1), hasRegistered {
+                // Redis lost this server (restart, or presumed dead): targeted
+                // publishes skipped it meanwhile, so restore its users, then reread.
                 Log.warning("registry.reregistered", ["users": userPolls.count])
                 restoreUserMappings()
+                rereadBacklogs { Self.isUserChannel($0) }
             }
             hasRegistered = true
+            epochObserved(epoch)
         }
+    }
+
+    /// Rereads the backlog of every held poll with a channel matching `isAffected`.
+    /// The read script answers each one with what it missed, or with a reset.
+    func rereadBacklogs(where isAffected: (String) -> Bool) {
+        for poll in polls.allElements where poll.state == .held && poll.channels.contains(where: isAffected) {
+            readBacklog(poll)
+        }
+    }
+
+    /// Compares the data set's epoch, as a heartbeat, read or publish reported it,
+    /// with the one this worker last saw. A change (or a lost counter, reported as
+    /// "") means held polls of the old epoch wait on ids that will not come, so
+    /// every held poll rereads, and those of the old epoch are answered with a reset.
+    func epochObserved(_ epoch: String) {
+        defer { knownEpoch = epoch }
+        guard let known = knownEpoch, known != epoch else { return }
+        Log.warning("store.epoch_changed", ["previous": known, "current": epoch.isEmpty ? "none" : epoch])
+        rereadBacklogs { _ in true }
     }
 
     private func restoreUserMappings() {

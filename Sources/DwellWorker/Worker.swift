@@ -36,6 +36,8 @@ public final class Worker {
     var userGraceSince: [String: UInt64] = [:]
     var registryTimers: [LoopTimer] = []
     var hasRegistered = false
+    /// The data set's epoch at the last heartbeat; nil before the first one.
+    var knownEpoch: String?
     let startedAtWallMilliseconds = Worker.wallClockMilliseconds()
     var deliveryLatency = LatencyHistogram()
 

@@ -38,7 +38,7 @@ enum ServeOptions {
             help: "seconds a worker's event loop may stay silent before it is replaced (default 10)"),
         Spec(
             flag: "heartbeat-interval", environment: "DWELL_HEARTBEAT_INTERVAL",
-            help: "seconds between registry heartbeats; a server is dead after 3 missed (default 5)"),
+            help: "seconds between registry heartbeats; a server is dead 2.5 intervals after its last (default 5)"),
         Spec(
             flag: "max-polls-per-user", environment: "DWELL_MAX_POLLS_PER_USER",
             help: "polls one userId may hold at once across the cluster (default 4)"),

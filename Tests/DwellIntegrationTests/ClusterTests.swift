@@ -140,6 +140,31 @@ struct ClusterTests {
         #expect(try survivor.value().status == 200)
     }
 
+    @Test("paused server catches up after rejoining")
+    func pausedServerRejoins() throws {
+        let cluster = try Cluster(heartbeat: 0.5)
+        let poll = userPoll(cluster.b, user: "jo")
+        try waitUntil(10, "jo mapped on B") { try cluster.userPolls("jo", via: cluster.a) == 1 }
+
+        // Freeze all of B past its heartbeat deadline, so Redis counts it dead.
+        let worker = (try cluster.b.healthObject()["pid"] as? NSNumber)?.int32Value ?? 0
+        kill(cluster.b.child.pid, SIGSTOP)
+        kill(worker, SIGSTOP)
+        defer {
+            kill(worker, SIGCONT)
+            kill(cluster.b.child.pid, SIGCONT)
+        }
+        try waitUntil(10, "B gone from the registry") { try cluster.serverPorts(via: cluster.a) == [cluster.a.port] }
+        let missedByB = try postToUser(cluster.a, "jo", #""while B was frozen""#)
+        kill(worker, SIGCONT)
+        kill(cluster.b.child.pid, SIGCONT)
+
+        // Rejoining, B rereads the backlog of its held user polls.
+        let answer = try jsonObject(try poll.value(timeout: 15))
+        let ids = (answer["messages"] as? [[String: Any]] ?? []).compactMap { ($0["id"] as? NSNumber)?.uint64Value }
+        #expect(ids.first == missedByB)
+    }
+
     @Test("stats and metrics reflect the cluster")
     func statsAndMetrics() throws {
         let cluster = try Cluster()

@@ -114,3 +114,42 @@ struct EpochTests {
         #expect(answer.messages.compactMap { ($0["id"] as? NSNumber)?.uint64Value } == [next])
     }
 }
+
+@Suite("Epoch and gap edge cases", .serialized)
+struct EpochEdgeTests {
+    @Test("flush resets a held poll with no publish")
+    func flushWithoutPublish() throws {
+        let redis = try RedisUnderTest()
+        let dwell = try DwellUnderTest(redis: redis, extra: ["--heartbeat-interval", "0.5"])
+        let client = try dwell.client()
+        let id = try client.publish(channel: "quiet", dataJSON: "1")
+        let first = try client.poll(channels: ["quiet"], cursor: 0)
+
+        let held = Background { try dwell.client().poll(channels: ["quiet"], cursor: id, epoch: first.epoch) }
+        try waitUntil(10, "the poll to be held") { try dwell.heldPolls() == 1 }
+        _ = try redisCommand(redis, ["FLUSHALL"])
+
+        // Well before the 25 s hold: the heartbeat notices the lost epoch.
+        let answer = try held.value(timeout: 10)
+        #expect(answer.isReset)
+        #expect(!answer.isTimeout)
+    }
+
+    @Test("expired log then publish reports missed")
+    func expiredLogThenPublish() throws {
+        let redis = try RedisUnderTest()
+        let dwell = try DwellUnderTest(redis: redis, extra: ["--retention-seconds", "0.5"])
+        let client = try dwell.client()
+        let first = try client.publish(channel: "brief", dataJSON: "1")
+        _ = try client.publish(channel: "brief", dataJSON: "2")
+        let epoch = try #require(try client.poll(channels: ["brief"], cursor: 0).epoch)
+        try waitUntil(10, "the log to expire") {
+            try redisCommand(redis, ["EXISTS", "dwell:log:\(epoch):brief"]) == "0"
+        }
+        let third = try client.publish(channel: "brief", dataJSON: "3")
+
+        let result = try client.poll(channels: ["brief"], cursor: first)
+        #expect(result.missed)
+        #expect(result.messages.compactMap { ($0["id"] as? NSNumber)?.uint64Value } == [third])
+    }
+}
