@@ -35,17 +35,21 @@ public final class DeliveryChecker: @unchecked Sendable {
         public let outOfOrder: Int
         public let resets: Int
         public let missedFlags: Int
+        /// Acknowledged messages not received in an epoch that the subscriber was
+        /// told it lost (`reset`): Redis lost them, and the client knows.
+        public let lostToReset: Int
     }
 
-    struct Acknowledgement: Hashable {
+    /// A message's identity: ids restart in each epoch, so the id alone is ambiguous.
+    struct MessageKey: Hashable {
+        let epoch: String
         let id: UInt64
-        let channel: String
     }
 
     private let options: Options
     private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     private let lock = NSLock()
-    private var acknowledgements: [Acknowledgement] = []
+    private var acknowledgements: [MessageKey] = []
     private var publishFailures = 0
     private var isPublishing = true
     private var isSubscribing = true
@@ -86,7 +90,7 @@ public final class DeliveryChecker: @unchecked Sendable {
         // Subscribers stop once each has every acknowledged id, or at the deadline.
         let deadline = Date().addingTimeInterval(options.drainSeconds)
         while Date() < deadline {
-            let expected = lock.withLock { Set(acknowledgements.map(\.id)) }
+            let expected = lock.withLock { Set(acknowledgements) }
             if subscribers.allSatisfy({ $0.hasReceived(all: expected) }) { break }
             Thread.sleep(forTimeInterval: 0.1)
         }
@@ -94,7 +98,7 @@ public final class DeliveryChecker: @unchecked Sendable {
         finished.wait()
 
         let acknowledged = lock.withLock { acknowledgements }
-        let expected = Set(acknowledged.map(\.id))
+        let expected = Set(acknowledged)
         let reports = subscribers.map { $0.report(expected: expected) }
         return (reports, acknowledged.count, lock.withLock { publishFailures })
     }
@@ -117,8 +121,8 @@ public final class DeliveryChecker: @unchecked Sendable {
                     let url = options.urls[(index + attempt) % options.urls.count]
                     let live = try client ?? DwellClient(url: url, timeoutSeconds: 10)
                     client = live
-                    let id = try live.publish(channel: channel, dataJSON: data, idempotencyKey: key)
-                    lock.withLock { acknowledgements.append(Acknowledgement(id: id, channel: channel)) }
+                    let (id, epoch) = try live.publishWithEpoch(channel: channel, dataJSON: data, idempotencyKey: key)
+                    lock.withLock { acknowledgements.append(MessageKey(epoch: epoch, id: id)) }
                     break
                 } catch {
                     client = nil
@@ -166,12 +170,18 @@ public final class DeliveryChecker: @unchecked Sendable {
     }
 }
 
-/// One subscriber's received ids; touched by its own thread and read at the end.
+/// One subscriber's received messages; touched by its own thread and read at the end.
 final class SubscriberState: @unchecked Sendable {
+    typealias MessageKey = DeliveryChecker.MessageKey
+
     let name: String
     private let lock = NSLock()
-    private var seen = Set<UInt64>()
-    private var highest: UInt64 = 0
+    private var seen = Set<MessageKey>()
+    /// The highest id received in each epoch, for order checks within the epoch.
+    private var highest: [String: UInt64] = [:]
+    /// Epochs this subscriber was told are gone.
+    private var abandonedEpochs = Set<String>()
+    private var currentEpoch: String?
     private var received = 0
     private var duplicates = 0
     private var outOfOrder = 0
@@ -187,21 +197,26 @@ final class SubscriberState: @unchecked Sendable {
         lock.withLock {
             if result.isReset {
                 resets += 1
+                if let currentEpoch {
+                    abandonedEpochs.insert(currentEpoch)
+                }
             }
             if result.missed {
                 missedFlags += 1
             }
+            let epoch = result.epoch ?? ""
+            currentEpoch = epoch
             for message in result.messages {
                 guard let id = (message["id"] as? NSNumber)?.uint64Value else { continue }
                 received += 1
-                guard seen.insert(id).inserted else {
+                guard seen.insert(MessageKey(epoch: epoch, id: id)).inserted else {
                     duplicates += 1
                     continue
                 }
-                if id < highest {
+                if id < highest[epoch, default: 0] {
                     outOfOrder += 1
                 }
-                highest = max(highest, id)
+                highest[epoch] = max(highest[epoch, default: 0], id)
             }
         }
     }
@@ -210,16 +225,21 @@ final class SubscriberState: @unchecked Sendable {
         lock.withLock { errors += 1 }
     }
 
-    func hasReceived(all expected: Set<UInt64>) -> Bool {
-        lock.withLock { expected.isSubset(of: seen) }
+    /// Whether every expected message was received or belongs to an abandoned epoch.
+    func hasReceived(all expected: Set<MessageKey>) -> Bool {
+        lock.withLock {
+            expected.allSatisfy { seen.contains($0) || abandonedEpochs.contains($0.epoch) }
+        }
     }
 
-    func report(expected: Set<UInt64>) -> DeliveryChecker.SubscriberReport {
+    func report(expected: Set<MessageKey>) -> DeliveryChecker.SubscriberReport {
         lock.withLock {
-            DeliveryChecker.SubscriberReport(
+            let unreceived = expected.subtracting(seen)
+            let lostToReset = unreceived.filter { abandonedEpochs.contains($0.epoch) }.count
+            return DeliveryChecker.SubscriberReport(
                 name: name, acknowledged: expected.count, received: received,
-                missing: expected.subtracting(seen).count, duplicates: duplicates, outOfOrder: outOfOrder,
-                resets: resets, missedFlags: missedFlags)
+                missing: unreceived.count - lostToReset, duplicates: duplicates, outOfOrder: outOfOrder,
+                resets: resets, missedFlags: missedFlags, lostToReset: lostToReset)
         }
     }
 }

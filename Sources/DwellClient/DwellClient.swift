@@ -78,6 +78,13 @@ public final class DwellClient {
     public func publish(channel: String, dataJSON: String, idempotencyKey: String? = nil) throws(ClientError)
         -> UInt64
     {
+        try publishWithEpoch(channel: channel, dataJSON: dataJSON, idempotencyKey: idempotencyKey).id
+    }
+
+    /// Publishes like `publish` and returns the message id with the epoch it belongs to.
+    public func publishWithEpoch(channel: String, dataJSON: String, idempotencyKey: String? = nil)
+        throws(ClientError) -> (id: UInt64, epoch: String)
+    {
         let body = "{\"channel\":\(Self.quote(channel)),\"data\":\(dataJSON)}"
         var headers = [("Content-Type", "application/json")]
         if let idempotencyKey {
@@ -89,7 +96,7 @@ public final class DwellClient {
             throw ClientError(
                 "publish failed with status \(response.status): \(response.bodyText)", status: response.status)
         }
-        return id
+        return (id, object["epoch"] as? String ?? "")
     }
 
     /// Holds one poll until messages arrive or the server's hold timeout passes.

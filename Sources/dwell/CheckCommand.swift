@@ -6,7 +6,10 @@ let checkUsage = """
 
     Runs publishers and subscribers against a running cluster and checks that
     every acknowledged message reached every subscriber of its channel, in id
-    order. Exits 1 on a missing message or an order violation.
+    order. Messages are told apart by epoch and id. A message that Redis lost
+    with its data, in an epoch the subscriber was told to leave (reset), counts
+    as "lost to reset", not as missing. Exits 1 on a missing message or an order
+    violation.
 
     Options:
       --url URL               a server to use; repeat for several (required)
@@ -80,12 +83,15 @@ func check(_ arguments: [String]) throws(UsageError) -> Int32 {
 private func summary(
     _ reports: [DeliveryChecker.SubscriberReport], acknowledged: Int, retries: Int, faults: [String: Int]
 ) -> String {
-    let columns = ["subscriber", "acknowledged", "received", "missing", "duplicates", "out of order", "resets"]
+    let columns = [
+        "subscriber", "acknowledged", "received", "missing", "duplicates", "out of order", "resets",
+        "lost to reset",
+    ]
     var lines = ["| " + columns.joined(separator: " | ") + " |", "|" + columns.map { _ in " --- |" }.joined()]
     for report in reports {
         let cells = [
             report.name, String(report.acknowledged), String(report.received), String(report.missing),
-            String(report.duplicates), String(report.outOfOrder), String(report.resets),
+            String(report.duplicates), String(report.outOfOrder), String(report.resets), String(report.lostToReset),
         ]
         lines.append("| " + cells.joined(separator: " | ") + " |")
     }
