@@ -36,6 +36,37 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// The pids of children still running, stopped with SIGTERM when the test process
+/// exits, so a failed test whose objects outlive it leaves no server behind. A
+/// supervisor then stops its own workers and private Redis.
+enum LiveChildren {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var pids = Set<pid_t>()
+    nonisolated(unsafe) private static var isHookInstalled = false
+
+    static func add(_ pid: pid_t) {
+        lock.withLock {
+            pids.insert(pid)
+            if !isHookInstalled {
+                isHookInstalled = true
+                atexit { LiveChildren.killAll() }
+            }
+        }
+    }
+
+    static func remove(_ pid: pid_t) {
+        lock.withLock { _ = pids.remove(pid) }
+    }
+
+    private static func killAll() {
+        lock.withLock {
+            for pid in pids {
+                kill(pid, SIGTERM)
+            }
+        }
+    }
+}
+
 /// A child process whose output goes to a log file, stopped by pid.
 ///
 /// Started with posix_spawn rather than Foundation's Process: the test runner's
@@ -88,6 +119,7 @@ final class ChildUnderTest {
             throw HarnessError("posix_spawn \(executable) failed: \(String(cString: strerror(status)))")
         }
         pid = child
+        LiveChildren.add(child)
     }
 
     /// True until the child has exited; reaps it once it has.
@@ -96,6 +128,7 @@ final class ChildUnderTest {
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             exitStatus = status
+            LiveChildren.remove(pid)
             return false
         }
         return true
