@@ -25,7 +25,7 @@ public final class DeliveryChecker: @unchecked Sendable {
         }
     }
 
-    /// What one subscriber saw, against what was acknowledged on its channels.
+    /// One subscriber's counts, against the messages acknowledged on its channels.
     public struct SubscriberReport {
         public let name: String
         public let acknowledged: Int
@@ -35,8 +35,8 @@ public final class DeliveryChecker: @unchecked Sendable {
         public let outOfOrder: Int
         public let resets: Int
         public let missedFlags: Int
-        /// Acknowledged messages not received in an epoch that the subscriber was
-        /// told it lost (`reset`): Redis lost them, and the client knows.
+        /// Acknowledged messages not received, in an epoch that a `reset` answer
+        /// ended for the subscriber: Redis lost them, and the client was notified.
         public let lostToReset: Int
     }
 
@@ -179,7 +179,7 @@ final class SubscriberState: @unchecked Sendable {
     private var seen = Set<MessageKey>()
     /// The highest id received in each epoch, for order checks within the epoch.
     private var highest: [String: UInt64] = [:]
-    /// Epochs this subscriber was told are gone.
+    /// Epochs that a `reset` answer ended for this subscriber.
     private var abandonedEpochs = Set<String>()
     private var currentEpoch: String?
     private var received = 0

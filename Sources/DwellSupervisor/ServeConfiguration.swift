@@ -15,7 +15,7 @@ public struct ServeConfiguration {
     public var drainTimeoutSeconds = 10.0
     /// A worker whose liveness pipe stays silent this long is killed and replaced.
     public var workerStallTimeoutSeconds = 10.0
-    /// Where the private redis-server keeps its append-only file; nil keeps data in memory only.
+    /// The directory for the private redis-server's append-only file; nil keeps data in memory only.
     public var dataDirectory: String?
     public var heartbeatIntervalSeconds = 5.0
     public var maxPollsPerUser = 4

@@ -69,7 +69,7 @@ final class HeldPoll {
     }
 }
 
-/// Why a poll left the worker, for logs and metrics.
+/// The reason a poll left the worker, for logs and metrics.
 enum PollOutcome: String, CaseIterable {
     case message
     case timeout

@@ -184,7 +184,7 @@ struct ClusterView {
         for fields in servers {
             let labels = "server=\(quote(fields["id"] ?? "")),slot=\(quote(fields["slot"] ?? ""))"
             let name = "dwell_delivery_latency_seconds"
-            let help = "Time from publish to the answer of a poll it woke, by the Redis and worker clocks."
+            let help = "Time from publish to the response of a poll it woke, by the Redis and worker clocks."
             let bounds = LatencyHistogram.boundsMilliseconds.map(String.init) + ["+Inf"]
             for bound in bounds {
                 let le = bound == "+Inf" ? bound : String(Double(bound)! / 1000)

@@ -43,7 +43,6 @@ extension Worker {
     /// Pub/sub drops what is published while its connection is down, so every
     /// poll waits for its subscriptions again and then rereads its backlog.
     func subscriberDisconnected() {
-        counters.redisDisconnects += 1
         probe.reset()
         for poll in polls.allElements {
             poll.state = .subscribing

@@ -78,7 +78,6 @@ public final class Worker {
             sendHeartbeat()
             commandsConnected()
         }
-        commands.onDisconnected = { [unowned self] _ in counters.redisDisconnects += 1 }
         subscriber.onConnected = { [unowned self] in probe.reset() }
         subscriber.onDisconnected = { [unowned self] _ in subscriberDisconnected() }
         subscriber.onSubscribed = { [unowned self] channel in subscriptionConfirmed(channel) }
@@ -117,8 +116,9 @@ public final class Worker {
         }
     }
 
-    /// Runs once per maintenance interval: subscription linger, the pub/sub
-    /// probe and the drain deadline.
+    /// Runs once per maintenance interval: the supervisor's liveness beat, user
+    /// grace periods, subscription linger and the pub/sub probe. The drain has a
+    /// faster timer of its own.
     private func performMaintenance() {
         let now = loop.nowMilliseconds
 
@@ -126,9 +126,6 @@ public final class Worker {
         expireUserMappings(now: now)
         releaseIdleSubscriptions(now: now)
         checkProbe(now: now)
-        if isDraining {
-            checkDrain(now: now)
-        }
     }
 
     /// Closes handles so the loop can end, after the drain or at a second signal.
@@ -181,12 +178,11 @@ public final class Worker {
     }
 }
 
-/// Counters exposed by health and, later, metrics.
+/// Counters that each heartbeat writes to the registry for `/metrics`.
 struct WorkerCounters {
     var pollsAnswered: [PollOutcome: Int] = [:]
     var messagesPublished = 0
     var deliveries = 0
-    var redisDisconnects = 0
     var pollsRejectedOverLimit = 0
 }
 

@@ -93,7 +93,8 @@ private func followChannels(_ client: DwellClient, channels: [String], cursor st
                 FileHandle.standardError.write(Data("warning: Redis lost its data; following the new epoch\n".utf8))
             }
             for message in result.messages {
-                // The objects came from JSON, so serializing them again cannot fail.
+                // The objects came from a JSON parser, so serializing them again is
+                // expected to succeed; an empty line marks the case where it does not.
                 let line = (try? JSONSerialization.data(withJSONObject: message, options: [.sortedKeys])) ?? Data()
                 FileHandle.standardOutput.write(line + Data("\n".utf8))
             }

@@ -20,7 +20,7 @@ enum ServeOptions {
             help: "redis://host:port/db or unix:///path (default: start a private redis-server)"),
         Spec(
             flag: "hold-timeout", environment: "DWELL_HOLD_TIMEOUT",
-            help: "seconds a poll is held before the timeout answer (default 25)"),
+            help: "seconds a poll is held before the timeout response (default 25)"),
         Spec(
             flag: "retention-count", environment: "DWELL_RETENTION_COUNT",
             help: "messages kept per channel for replay (default 1000)"),
@@ -110,6 +110,13 @@ enum ServeOptions {
         return (try configuration(from: values), workerFlags, false)
     }
 
+    /// The flags whose value is a duration in seconds, and the field each one sets.
+    private static let durationFlags: [(String, WritableKeyPath<ServeConfiguration, Double>)] = [
+        ("hold-timeout", \.holdTimeoutSeconds), ("retention-seconds", \.retentionSeconds),
+        ("drain-timeout", \.drainTimeoutSeconds), ("worker-stall-timeout", \.workerStallTimeoutSeconds),
+        ("heartbeat-interval", \.heartbeatIntervalSeconds),
+    ]
+
     private static func configuration(from values: [String: String]) throws(UsageError) -> ServeConfiguration {
         var configuration = ServeConfiguration()
         if let host = values["host"] {
@@ -122,31 +129,24 @@ enum ServeOptions {
         if let workers = values["workers"] {
             configuration.workers = try integer(workers, flag: "workers", range: 0...1024)
         }
-        configuration.redisURL = values["redis"].flatMap { $0.isEmpty ? nil : $0 }
-        if let value = values["hold-timeout"] {
-            configuration.holdTimeoutSeconds = try duration(value, flag: "hold-timeout")
-        }
+
         if let value = values["retention-count"] {
             configuration.retentionCount = try integer(value, flag: "retention-count", range: 1...1_000_000)
         }
-        if let value = values["retention-seconds"] {
-            configuration.retentionSeconds = try duration(value, flag: "retention-seconds")
+        for (flag, field) in durationFlags {
+            if let value = values[flag] {
+                configuration[keyPath: field] = try duration(value, flag: flag)
+            }
         }
-        if let value = values["drain-timeout"] {
-            configuration.drainTimeoutSeconds = try duration(value, flag: "drain-timeout")
-        }
-        if let value = values["worker-stall-timeout"] {
-            configuration.workerStallTimeoutSeconds = try duration(value, flag: "worker-stall-timeout")
-        }
-        if let value = values["heartbeat-interval"] {
-            configuration.heartbeatIntervalSeconds = try duration(value, flag: "heartbeat-interval")
-        }
+
+        configuration.redisURL = values["redis"].flatMap { $0.isEmpty ? nil : $0 }
         if let value = values["max-polls-per-user"] {
             configuration.maxPollsPerUser = try integer(value, flag: "max-polls-per-user", range: 1...100_000)
         }
         if let value = values["advertise-host"], !value.isEmpty {
             configuration.advertisedHost = value
         }
+
         configuration.dataDirectory = values["data-dir"].flatMap { $0.isEmpty ? nil : $0 }
         if let value = values["redis-server"], !value.isEmpty {
             configuration.redisServerProgram = value
